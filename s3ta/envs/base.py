@@ -9,6 +9,11 @@ Conventions (TorchBeast-style, auto-reset in the same step):
     "an episode starts at this observation", exactly what agents take as ``done``.
   * ``episode_return[b]`` / ``episode_length[b]`` hold the finished episode's raw score and
     its length in agent steps where ``done[b]`` is True, NaN / 0 elsewhere.
+  * ``info["truncated"]`` ([B] bool) is in every TimeStep: where ``done[b]``, the episode was cut
+    by a time limit / frame cap rather than ended by the game. Built-in tasks add ``boxes`` (B
+    float32 [K, 4] arrays of (x0, y0, x1, y1) half-open pixel boxes in ``obs``) and
+    ``box_labels`` (B lists of K str); Atari adds ``lives``, ``frame_number``,
+    ``episode_frame_number`` (int32 [B], of ``obs``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,134 @@
+"""The training run's configuration: one frozen dataclass, a docstring per field (so `s3ta train
+--help` documents itself), validation in __post_init__, and JSON round-trips for run directories.
+Defaults are the spec's IMPALA / Mott et al. hyperparameters (spec section 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def default_num_actors() -> int:
+    """One actor process per spare core, at least one: the learner keeps a core to itself."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    env: str = "catch"
+    """Environment id: a built-in task, an Atari game (e.g. breakout) or a Gymnasium id."""
+    agent: str = "s3ta-small"
+    """Agent name from s3ta.agents.names()."""
+    agent_overrides: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the agent's config fields, e.g. {"num_heads": 8}."""
+    total_frames: int = 1_000_000
+    """Environment frames to train for (agent steps x action repeat)."""
+    seed: int = 0
+    """Seed of the model initialisation, the environments and action sampling."""
+    protocol: str = "paper"
+    """Atari protocol: "paper" (no-op starts) or "machado" (sticky actions)."""
+    unroll_length: int = 50
+    """T: agent steps per unroll (the learner sees T + 1, the first repeating the previous last)."""
+    batch_size: int = 32
+    """B: unrolls per learner update."""
+    discount: float = 0.99
+    """gamma."""
+    reward_clip: float = 1.0
+    """Rewards are clipped to [-reward_clip, reward_clip] in the loss; raw rewards are logged."""
+    baseline_cost: float = 0.5
+    """Weight of the baseline (value) loss."""
+    entropy_cost: float = 0.01
+    """Weight of the entropy regulariser."""
+    clip_rho_threshold: float = 1.0
+    """V-trace rho-bar."""
+    clip_pg_rho_threshold: float = 1.0
+    """V-trace rho-bar of the policy-gradient advantage."""
+    learning_rate: float = 2e-4
+    """RMSProp learning rate at the start of the run."""
+    rmsprop_eps: float = 0.01
+    """RMSProp epsilon (assumes summed, not averaged, losses)."""
+    rmsprop_alpha: float = 0.99
+    """RMSProp decay."""
+    momentum: float = 0.0
+    """RMSProp momentum."""
+    lr_schedule: str = "linear"
+    """"linear" decay to 0 over total_frames, or "constant"."""
+    grad_norm_clip: float = 40.0
+    """Global gradient-norm clipping of the summed loss (0 disables)."""
+    mode: str = "parallel"
+    """"parallel": actor processes and the learner overlap; "serial": they alternate in one process
+    (deterministic for a seed; for debugging and tests)."""
+    num_actors: int = field(default_factory=default_num_actors)
+    """Actor processes (parallel mode)."""
+    envs_per_actor: int = 0
+    """Environments each actor steps as one batch; 0 = batch_size / num_actors."""
+    num_buffers: int = 0
+    """Shared-memory unroll slots; 0 = twice what one learner batch needs."""
+    learner_threads: int = 0
+    """torch threads of the learner; 0 = the cores not used by actors (at least 1)."""
+    device: str = "auto"
+    """Learner device: "auto" (cuda if available), "cpu" or "cuda"."""
+    checkpoint_interval: float = 300.0
+    """Seconds between periodic checkpoints."""
+    keep_checkpoints: int = 3
+    """How many checkpoints to keep."""
+    log_interval: float = 10.0
+    """Seconds between plain-text progress lines (when stdout is not a terminal) and TB flushes."""
+
+    def __post_init__(self):
+        from s3ta import agents  # local: keep the config importable without torch start-up cost
+
+        agents.config_for(self.agent, **self.agent_overrides)  # raises a clear error
+        checks = {
+            "total_frames": self.total_frames > 0, "unroll_length": self.unroll_length > 0,
+            "batch_size": self.batch_size > 0, "num_actors": self.num_actors > 0,
+            "envs_per_actor": self.envs_per_actor >= 0, "num_buffers": self.num_buffers >= 0,
+            "learning_rate": self.learning_rate > 0, "rmsprop_eps": self.rmsprop_eps > 0,
+            "discount": 0.0 <= self.discount <= 1.0, "reward_clip": self.reward_clip > 0,
+            "keep_checkpoints": self.keep_checkpoints > 0, "grad_norm_clip": self.grad_norm_clip >= 0,
+            "checkpoint_interval": self.checkpoint_interval > 0, "learner_threads": self.learner_threads >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training config values: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+        for name, allowed in (("mode", ("parallel", "serial")), ("lr_schedule", ("linear", "constant")),
+                              ("protocol", ("paper", "machado")), ("device", ("auto", "cpu", "cuda"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.mode == "parallel" and self.batch_size % self.actor_batch != 0:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of envs_per_actor {self.actor_batch}")
+
+    @property
+    def actor_batch(self) -> int:
+        """Environments per actor (and per unroll slot)."""
+        if self.envs_per_actor:
+            return self.envs_per_actor
+        return max(1, self.batch_size // self.num_actors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read training config {path}: {error}") from None
