@@ -21,6 +21,7 @@ from s3ta.agents.core import (
     State,
     as_inputs,
     check_observation,
+    init_relu_layers,
     pixels,
     previous_action_reward,
     reset_state,
@@ -60,6 +61,11 @@ class AttentionAgentConfig:
     """Units of the policy LSTM core."""
     queries: str = "top-down"
     """"top-down" (the paper's agent), "fixed" (a learned query tensor) or "l2-keys" (no queries)."""
+    query_init_gain: float = 1.0
+    """Scale of the initial query output layer (or fixed queries). Keys from a ConvLSTM on sparse
+    frames are small, so gain 1 gives near-uniform attention that learns slowly; see docs/design.md."""
+    forget_bias: float = 1.0
+    """Initial bias of the ConvLSTM forget gate (vision convs use He initialisation)."""
 
     def __post_init__(self):
         if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides) >= 1):
@@ -164,6 +170,22 @@ class AttentionAgent(nn.Module):
         self.core = LSTMCore(config.core_hidden[-1] if config.core_hidden else core_input, config.lstm_size)
         self.policy = nn.Linear(config.lstm_size, num_actions)
         self.baseline = nn.Linear(config.lstm_size, 1)
+        self._initialise()
+
+    @torch.no_grad()
+    def _initialise(self) -> None:
+        """He initialisation of the ReLU layers (see ``init_relu_layers``: PyTorch's default leaves
+        keys and core inputs near zero), the forget-gate bias, and the query output gain."""
+        init_relu_layers(self.vision)
+        init_relu_layers(self.core_mlp)
+        if self.config.queries == "top-down":
+            init_relu_layers(self.query_net[:-1])
+        hidden = self.convlstm.hidden_channels
+        self.convlstm.input_conv.bias[hidden:2 * hidden].fill_(self.config.forget_bias)  # gates i, f, g, o
+        if self.config.queries == "top-down":
+            self.query_net[-1].weight.mul_(self.config.query_init_gain)
+        elif self.config.queries == "fixed":
+            self.fixed_queries.mul_(self.config.query_init_gain)
 
     @property
     def attention_shape(self) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ from s3ta.agents.core import (
     State,
     as_inputs,
     check_observation,
+    init_relu_layers,
     pixels,
     previous_action_reward,
     reset_state,
@@ -71,6 +72,7 @@ class ResNetAgent(nn.Module):
             channels, height, width = out_channels, (height - 1) // 2 + 1, (width - 1) // 2 + 1
         layers += [nn.ReLU(), nn.Flatten(), nn.Linear(channels * height * width, config.hidden_size), nn.ReLU()]
         self.encoder = nn.Sequential(*layers)
+        init_relu_layers(self.encoder)
         head_size = config.hidden_size
         if config.use_lstm:
             self.core = LSTMCore(config.hidden_size + num_actions + 1, config.lstm_size)

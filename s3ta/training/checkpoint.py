@@ -113,6 +113,7 @@ def load_checkpoint(path_or_run_dir: str | Path, map_location: str | torch.devic
 def check_compatible(checkpoint: Checkpoint, agent_description: dict[str, Any]) -> None:
     """Raise a one-line CheckpointError if the checkpoint's agent differs from the one expected."""
     saved = checkpoint.agent
+    agent_description = json.loads(json.dumps(agent_description))  # tuples -> lists, as saved
     for key, what in (("name", "agent"), ("num_actions", "action count"), ("observation_shape", "observation shape"),
                       ("config", "agent config")):
         if saved[key] != agent_description[key]:

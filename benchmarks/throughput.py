@@ -1,0 +1,163 @@
+"""Throughput benchmark (not a test): for each agent on Atari and on a built-in task, in one run,
+env-only steps/s, actor inference steps/s, learner steps/s, end-to-end training steps/s and
+frames/s, the model's FLOPs per agent step (acting + learning, torch.utils.flop_counter), and the
+machine's measured fp32 matmul peak, so each line also shows its model-FLOP utilisation (MFU).
+
+    python benchmarks/throughput.py                       # everything (~10 min on 2 cores)
+    python benchmarks/throughput.py --agents s3ta-small --envs catch --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the s3ta CLI does, before torch loads
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from s3ta import agents, envs  # noqa: E402
+from s3ta.agents import AgentInputs  # noqa: E402
+from s3ta.training import TrainConfig, train  # noqa: E402
+from s3ta.training.learner import learn, make_optimizer, make_scheduler  # noqa: E402
+
+
+def timed(step, seconds: float, warmup: int = 1) -> float:
+    """Calls of ``step`` per second over at least ``seconds`` (after ``warmup`` calls)."""
+    for _ in range(warmup):
+        step()
+    calls, start = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - start < seconds:
+        step()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def matmul_peak(seconds: float) -> float:
+    """Measured fp32 FLOP/s of a large square matmul with all torch threads."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 * timed(lambda: torch.mm(a, b), seconds)
+
+
+def fake_inputs(steps: int, batch: int, shape, num_actions: int) -> AgentInputs:
+    return AgentInputs(obs=torch.randint(0, 256, (steps, batch, *shape), dtype=torch.uint8),
+                       prev_action=torch.randint(0, num_actions, (steps, batch)),
+                       prev_reward=torch.zeros(steps, batch), done=torch.zeros(steps, batch, dtype=torch.bool))
+
+
+def fake_batch(config: TrainConfig, shape, num_actions: int) -> dict[str, torch.Tensor]:
+    steps, batch = config.unroll_length + 1, config.batch_size
+    inputs = fake_inputs(steps, batch, shape, num_actions)
+    return {"obs": inputs.obs, "prev_action": inputs.prev_action, "reward": inputs.prev_reward,
+            "done": inputs.done, "action": torch.randint(0, num_actions, (steps, batch)),
+            "behaviour_logits": torch.randn(steps, batch, num_actions)}
+
+
+def flops_per_step(agent, config: TrainConfig, shape, num_actions: int) -> tuple[float, float]:
+    """(acting, learning) FLOPs per agent step."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        agent(fake_inputs(1, 1, shape, num_actions), agent.initial_state(1))
+    acting = counter.get_total_flops()
+    optimizer = make_optimizer(agent, config)
+    scheduler = make_scheduler(optimizer, config, 1)
+    with FlopCounterMode(display=False) as counter:
+        learn(agent, optimizer, scheduler, fake_batch(config, shape, num_actions),
+              agent.initial_state(config.batch_size), config)
+    learning = counter.get_total_flops() / (config.unroll_length * config.batch_size)
+    return acting, learning
+
+
+def end_to_end(config: TrainConfig, updates: int) -> float:
+    """Steady-state training agent steps/s (updates after the first two), from metrics.jsonl."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        probe = envs.make(config.env, 1)
+        frames_per_step = probe.frames_per_step
+        probe.close()
+        frames = updates * config.unroll_length * config.batch_size * frames_per_step
+        train(TrainConfig.from_dict({**config.to_dict(), "total_frames": frames, "log_interval": 0.0}), run_dir,
+              stream=open(os.devnull, "w"))
+        records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+        records = [r for r in records if r["kind"] == "update"][2:]
+    frames_done = records[-1]["frames"] - records[0]["frames"]
+    return frames_done / (records[-1]["time"] - records[0]["time"]) / frames_per_step
+
+
+def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float, updates: int, peak: float) -> dict:
+    cores = os.cpu_count() or 1
+    env = envs.make(env_id, config.actor_batch, seed=0)
+    shape, num_actions, frames_per_step = env.observation_shape, env.num_actions, env.frames_per_step
+    actions = np.zeros(env.num_envs, dtype=np.int64)
+    env.reset(seed=0)
+    env_sps = env.num_envs * timed(lambda: env.step(actions), seconds)
+    env.close()
+
+    torch.manual_seed(0)
+    agent = agents.build(agent_name, shape, num_actions)
+    acting_flops, learning_flops = flops_per_step(agent, config, shape, num_actions)
+
+    torch.set_num_threads(1)  # as in an actor process
+    inputs, state = fake_inputs(1, config.actor_batch, shape, num_actions), agent.initial_state(config.actor_batch)
+    with torch.no_grad():
+        actor_sps = config.actor_batch * timed(lambda: agent(inputs, state), seconds)
+
+    torch.set_num_threads(cores)  # the learner alone on the machine
+    optimizer, batch = make_optimizer(agent, config), fake_batch(config, shape, num_actions)
+    scheduler = make_scheduler(optimizer, config, 1)
+    initial = agent.initial_state(config.batch_size)
+    learner_sps = config.unroll_length * config.batch_size * timed(
+        lambda: learn(agent, optimizer, scheduler, batch, initial, config), seconds)
+
+    e2e_sps = end_to_end(config, updates)
+    total_flops = acting_flops + learning_flops
+    return {
+        "agent": agent_name, "env": env_id, "unroll_length": config.unroll_length, "batch_size": config.batch_size,
+        "num_actors": config.num_actors, "env_sps": env_sps, "actor_sps": actor_sps, "learner_sps": learner_sps,
+        "e2e_sps": e2e_sps, "e2e_fps": e2e_sps * frames_per_step,
+        "gflop_per_step": total_flops / 1e9, "acting_gflop": acting_flops / 1e9, "learning_gflop": learning_flops / 1e9,
+        "learner_mfu": learner_sps * learning_flops / peak, "e2e_mfu": e2e_sps * total_flops / peak,
+        "e2e_vs_bound": e2e_sps / min(env_sps, learner_sps),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", nargs="+", default=agents.names())
+    parser.add_argument("--envs", nargs="+", default=["breakout", "catch"])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time of each micro-benchmark")
+    parser.add_argument("--updates", type=int, default=8, help="learner updates of each end-to-end run")
+    parser.add_argument("--unroll-length", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    peak = matmul_peak(args.seconds)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+    header = (f"{'agent':12s} {'env':9s} {'env SPS':>9s} {'actor SPS':>9s} {'learn SPS':>9s} {'e2e SPS':>8s} "
+              f"{'e2e FPS':>8s} {'GFLOP/st':>8s} {'learn MFU':>9s} {'e2e MFU':>7s} {'e2e/bound':>9s}")
+    print(header)
+    rows = []
+    for env_id in args.envs:
+        for name in args.agents:
+            config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size)
+            row = benchmark(name, env_id, config, args.seconds, args.updates, peak)
+            rows.append(row)
+            print(f"{name:12s} {env_id:9s} {row['env_sps']:9.0f} {row['actor_sps']:9.0f} {row['learner_sps']:9.1f} "
+                  f"{row['e2e_sps']:8.1f} {row['e2e_fps']:8.0f} {row['gflop_per_step']:8.3f} "
+                  f"{100 * row['learner_mfu']:8.0f}% {100 * row['e2e_mfu']:6.0f}% {100 * row['e2e_vs_bound']:8.0f}%",
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"peak_flops": peak, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

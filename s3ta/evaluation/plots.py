@@ -1,0 +1,76 @@
+"""The report's figures as PNG files, drawn from arrays it is given: learning curves per game (a
+line per agent, a band over seeds) and the aggregate metrics with their intervals. Figures use
+matplotlib's object API (``Figure`` + Agg canvas), so no global pyplot state or backend is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+METRIC_TITLES = {"median": "Median", "iqm": "IQM", "mean": "Mean", "optimality_gap": "Optimality gap"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def learning_curves(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, game: str,
+                    reference=None) -> Path:
+    """One game's training curves. ``series``: {label: (x [E], per-seed returns [S, E])}; each is
+    drawn as the mean over seeds with a band from the lowest to the highest seed (NaN = no data).
+    ``reference``: a s3ta.evaluation.reference.Reference whose random (and, for built-in tasks,
+    optimal) return is drawn as a horizontal line."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for label, (x, curves) in series.items():
+        present = ~np.isnan(curves)
+        count = present.sum(0)  # [E]
+        mean = np.where(count > 0, np.where(present, curves, 0.0).sum(0) / np.maximum(count, 1), np.nan)
+        low = np.where(count > 0, np.where(present, curves, np.inf).min(0), np.nan)
+        high = np.where(count > 0, np.where(present, curves, -np.inf).max(0), np.nan)
+        line, = ax.plot(x, mean, marker=".", label=f"{label} ({curves.shape[0]} seeds)")
+        if curves.shape[0] > 1:
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if reference is not None:
+        ax.axhline(reference.low, color="grey", linestyle=":", linewidth=1, label=f"random ({reference.low:g})")
+        if reference.suite == "builtin":
+            ax.axhline(reference.high, color="grey", linestyle="--", linewidth=1,
+                       label=f"{reference.high_name} ({reference.high:g})")
+    ax.set_title(f"{game}: training episodes")
+    ax.set_xlabel("environment frames")
+    ax.set_ylabel("episode return (raw)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def aggregate_intervals(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """A panel per aggregate metric, a row per agent: the point estimate and its interval (in %)."""
+    names = [r["agent"] for r in rows]
+    fig = Figure(figsize=(3.0 * len(METRIC_TITLES), 0.6 * len(rows) + 1.4), layout="constrained")
+    axes = fig.subplots(1, len(METRIC_TITLES), sharey=True, squeeze=False)[0]
+    y = np.arange(len(rows))
+    for ax, (metric, label) in zip(axes, METRIC_TITLES.items()):
+        for i, r in enumerate(rows):
+            value, low, high = (100 * v for v in r[metric])
+            color = f"C{i}"
+            if not math.isnan(low):
+                ax.plot([low, high], [i, i], color=color, linewidth=6, alpha=0.35, solid_capstyle="butt")
+            ax.plot([value], [i], marker="|", markersize=14, color=color, markeredgewidth=2)
+        ax.set_title(label + (" (lower is better)" if metric == "optimality_gap" else ""), fontsize="medium")
+        ax.set_xlabel("normalised score (%)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+    axes[0].set_yticks(y, names)
+    axes[0].set_ylim(len(rows) - 0.4, -0.6)  # the first agent on top
+    fig.suptitle(title, fontsize="medium")
+    return _save(fig, path)

@@ -1,0 +1,490 @@
+"""``s3ta report``: read evaluated run directories and write a report of their scores.
+
+Owns finding runs (a directory with ``config.json``; evaluated when it also has
+``eval/episodes.csv`` and ``eval/summary.json``), the tables (per run, per game, aggregates with
+stratified-bootstrap intervals, the comparison with the paper) and their rendering as Markdown
+and as HTML with the plots embedded. Every number is derived from the saved per-episode CSVs,
+by the procedure the report itself states.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from s3ta.evaluation import metrics
+from s3ta.evaluation.evaluate import EPISODES_CSV, EVAL_DIR, SUMMARY_JSON, read_episode_returns
+from s3ta.evaluation.reference import Reference, game_name, paper_results, reference_for
+
+SUITES = {
+    "atari": ("Atari games, human-normalised score (HNS)",
+              "0% = random play, 100% = the human reference score (s3ta/data/atari_human_random.csv)."),
+    "builtin": ("Built-in tasks, optimal-normalised score",
+                "0% = uniformly random policy, 100% = optimal return (exact values in s3ta/evaluation/reference.py)."),
+}
+PAPER_BUDGETS = {"atari57": "not reported", "ablation7": "2e9 steps per game"}
+PAPER_GAMES = {"atari57": 57, "ablation7": 7}
+# Our agent presets that implement each model of the paper's tables.
+PAPER_MODELS = {"s3ta": ("s3ta", "s3ta-small"), "feedforward": ("feedforward",), "lstm": ("lstm",),
+                "fixed-query": ("fixed-query",), "l2-keys": ("l2-keys",)}
+
+
+class Run(NamedTuple):
+    run_dir: Path
+    config: dict[str, Any]  # the run's config.json (TrainConfig.to_dict())
+    env: str  # the env evaluated (the trained one unless `s3ta eval --env` changed it)
+    summary: dict[str, Any] | None  # eval/summary.json, None if the run has no evaluation
+    returns: np.ndarray | None  # raw returns of eval/episodes.csv [episodes]
+
+    @property
+    def game(self) -> str:
+        return game_name(self.env)
+
+    @property
+    def agent(self) -> str:
+        return self.config["agent"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.config["total_frames"])
+
+    @property
+    def reference(self) -> Reference | None:
+        return reference_for(self.env)
+
+    @property
+    def score(self) -> float:
+        """The run's raw score: the mean return of its evaluation episodes."""
+        return float(np.mean(self.returns))
+
+    @property
+    def normalized(self) -> float:
+        ref = self.reference
+        return math.nan if ref is None else float(metrics.normalized_score(self.score, ref.low, ref.high))
+
+
+def find_runs(roots: list[str | Path]) -> list[Run]:
+    """Every run directory at or below ``roots`` (a directory holding ``config.json``), sorted."""
+    found: dict[Path, Run] = {}
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a directory")
+        for config_path in sorted(root.rglob("config.json")):
+            run_dir = config_path.parent
+            if EVAL_DIR in run_dir.relative_to(root).parts or run_dir.resolve() in found:
+                continue
+            config = json.loads(config_path.read_text())
+            if not {"env", "agent", "seed", "total_frames"} <= set(config):
+                continue  # some other config.json
+            summary, returns = None, None
+            if (run_dir / EVAL_DIR / SUMMARY_JSON).exists() and (run_dir / EVAL_DIR / EPISODES_CSV).exists():
+                summary = json.loads((run_dir / EVAL_DIR / SUMMARY_JSON).read_text())
+                returns = read_episode_returns(run_dir / EVAL_DIR)
+            found[run_dir.resolve()] = Run(run_dir, config, (summary or {}).get("env", config["env"]), summary, returns)
+    return sorted(found.values(), key=lambda r: (r.game, r.agent, r.total_frames, r.seed, str(r.run_dir)))
+
+
+def read_training_episodes(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(frames [K], raw returns [K]) of the training episodes in ``run_dir/metrics.jsonl``.
+
+    A resumed run appends to the file from its checkpoint's frame count; episodes logged after
+    that checkpoint by the interrupted attempt are dropped where the frame count goes back.
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    frames: list[float] = []
+    returns: list[float] = []
+    if not path.exists():
+        return np.zeros(0), np.zeros(0)
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if record.get("kind") != "episode":
+            continue
+        f = float(record["frames"])
+        if frames and f < frames[-1]:  # a resumed attempt: it supersedes what was logged from f on
+            while frames and frames[-1] >= f:
+                frames.pop()
+                returns.pop()
+        frames.append(f)
+        returns.append(float(record["return"]))
+    return np.array(frames), np.array(returns)
+
+
+MAX_CURVE_BINS = 25
+
+
+def seed_curves(runs: list[Run], budget: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bin centres [E], per-run binned mean training returns [S, E]) of runs sharing a frame
+    budget, or None if none logged an episode. Bins have equal widths over [0, budget]; there are
+    at most MAX_CURVE_BINS of them and no more than the fewest distinct logging points of a run."""
+    logs = [read_training_episodes(r.run_dir) for r in runs]
+    logs = [(f, y) for f, y in logs if f.size]
+    if not logs:
+        return None
+    bins = max(2, min(MAX_CURVE_BINS, min(np.unique(f).size for f, _ in logs)))
+    edges = np.linspace(0.0, float(max(budget, max(f.max() for f, _ in logs))), bins + 1)
+    curves = np.stack([metrics.binned_mean(f, y, edges) for f, y in logs])  # [S, E]
+    return 0.5 * (edges[:-1] + edges[1:]), curves
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+def _variants(runs: list[Run]) -> dict[tuple[str, int], str]:
+    """Display names of (agent, frame budget): the agent alone when every run has one budget."""
+    keys = sorted({(r.agent, r.total_frames) for r in runs})
+    budgets = {k[1] for k in keys}
+    return {k: k[0] if len(budgets) == 1 else f"{k[0]} @ {_frames(k[1])}" for k in keys}
+
+
+def _frames(n: float) -> str:
+    return f"{n:.3g}" if n >= 1e6 else f"{int(n):,}"
+
+
+def _num(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.4g}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _ci(interval: metrics.Interval, fmt) -> str:
+    return "n/a" if math.isnan(interval.low) else f"[{fmt(interval.low)}, {fmt(interval.high)}]"
+
+
+def per_run_rows(runs: list[Run], base: Path | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for r in runs:
+        if r.returns is None:
+            continue
+        s = r.summary
+        rows.append({
+            "run_dir": str(r.run_dir if base is None else _relative(r.run_dir, base)),
+            "game": r.game, "agent": r.agent, "seed": r.seed, "frame_budget": r.total_frames,
+            "frames_trained": s.get("checkpoint_frames"), "protocol": s.get("protocol"), "policy": s.get("policy"),
+            "episodes": int(r.returns.size), "raw_score": r.score, "normalized_score": r.normalized,
+        })
+    return rows
+
+
+def _relative(path: Path, base: Path) -> Path:
+    """``path`` as seen from the report directory ``base`` (so links work where the report is read)."""
+    return Path(os.path.relpath(path.resolve(), base.resolve()))
+
+
+def per_game_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per (game, agent, budget): mean over seeds of the runs' scores, with t-intervals."""
+    groups: dict[tuple[str, str, int], list[Run]] = defaultdict(list)
+    for r in runs:
+        if r.returns is not None:
+            groups[(r.game, r.agent, r.total_frames)].append(r)
+    names = _variants(runs)
+    rows = []
+    for (game, agent, budget), group in sorted(groups.items()):
+        raw = metrics.mean_ci([r.score for r in group])
+        ref = group[0].reference
+        norm = metrics.mean_ci([r.normalized for r in group]) if ref else metrics.Interval(math.nan, math.nan, math.nan)
+        rows.append({"game": game, "agent": names[(agent, budget)], "frame_budget": budget,
+                     "seeds": len(group), "episodes_per_seed": sorted({int(r.returns.size) for r in group}),
+                     "raw": raw, "normalized": norm, "reference": ref})
+    return rows
+
+
+def aggregate_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Per suite, per agent: median, IQM, mean and optimality gap of the runs' normalised scores."""
+    names = _variants(runs)
+    # suite -> (agent, budget) -> game -> normalised run scores
+    by_suite: dict[str, dict[tuple[str, int], dict[str, list[float]]]] = {}
+    for r in runs:
+        if r.returns is not None and r.reference is not None:
+            games = by_suite.setdefault(r.reference.suite, {}).setdefault((r.agent, r.total_frames), {})
+            games.setdefault(r.game, []).append(r.normalized)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for suite in SUITES:
+        rows = []
+        for key, games in sorted(by_suite.get(suite, {}).items()):
+            scores = metrics.score_matrix([games[g] for g in sorted(games)])  # [N, M]
+            rows.append({"agent": names[key], "frame_budget": key[1], "games": sorted(games),
+                         "runs": int((~np.isnan(scores)).sum()),
+                         **metrics.aggregate_intervals(scores, reps=reps, seed=seed)})
+        if rows:
+            out[suite] = rows
+    return out
+
+
+def paper_comparison_rows(aggregates: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each published result beside ours for the same model (Atari HNS only)."""
+    ours: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in aggregates.get("atari", []):
+        agent = row["agent"].split(" @ ")[0]
+        for model, presets in PAPER_MODELS.items():
+            if agent in presets:
+                ours[model].append(row)
+    rows = []
+    for p in paper_results():
+        mine = ours.get(p.model) or [None]
+        for row in mine:
+            rows.append({"paper": p, "ours": row})
+    return rows
+
+
+# --- the document ----------------------------------------------------------------------------------
+
+class Table(NamedTuple):
+    header: list[str]
+    rows: list[list[str]]
+
+
+class Image(NamedTuple):
+    path: Path  # relative to the report's directory
+    caption: str
+
+
+Block = tuple[str, Any]  # ("h1" | "h2" | "h3" | "p" | "ul", text or items) or ("table", Table) or ("image", Image)
+
+
+def build_report(roots: list[str | Path], out: str | Path, *, reps: int = 50_000, seed: int = 0,
+                 title: str = "s3ta evaluation report") -> dict[str, Path]:
+    """Write ``report.md``, ``report.html``, ``plots/*.png`` and CSV tables into ``out``."""
+    from s3ta.evaluation import plots
+
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    runs = find_runs(roots)
+    if not runs:
+        raise ValueError(f"no run directories (with config.json) under {', '.join(map(str, roots))}")
+    evaluated = [r for r in runs if r.returns is not None]
+    games = per_game_rows(runs)
+    aggregates = aggregate_rows(runs, reps=reps, seed=seed)
+    budgets = sorted({r.total_frames for r in runs})
+    blocks: list[Block] = [("h1", title)]
+    blocks.append(("p", f"{len(runs)} run directories under {', '.join(f'`{r}`' for r in roots)}; "
+                        f"{len(evaluated)} evaluated. Frame budgets: "
+                        f"{', '.join(_frames(b) + ' frames' for b in budgets)} per run "
+                        "(environment frames = agent steps x action repeat)."))
+    missing = [r for r in runs if r.returns is None]
+    if missing:
+        listed = ", ".join(f"`{_relative(r.run_dir, out)}`" for r in missing)
+        blocks.append(("p", f"Not evaluated yet (curves only): {listed}."))
+    blocks += _method_blocks(reps, seed)
+
+    blocks.append(("h2", "Scores per game"))
+    blocks.append(("table", _game_table(games)))
+
+    blocks.append(("h2", "Aggregate scores"))
+    if not aggregates:
+        blocks.append(("p", "No evaluated run has reference scores, so no aggregate is computed."))
+    for suite, rows in aggregates.items():
+        name, meaning = SUITES[suite]
+        blocks.append(("h3", name))
+        games_run = "; ".join(f"{r['agent']}: {', '.join(r['games'])}" for r in rows)
+        blocks.append(("p", f"{meaning} Aggregates are over this suite's games only; each agent's row uses the "
+                            f"games it ran: {games_run}."))
+        blocks.append(("table", _aggregate_table(rows)))
+        path = plots.aggregate_intervals(rows, out / "plots" / f"aggregates-{suite}.png", name)
+        caption = f"{name}: point estimates and 95% stratified-bootstrap intervals."
+        blocks.append(("image", Image(path.relative_to(out), caption)))
+    if "atari" not in aggregates:
+        blocks.append(("p", "Human-normalised aggregates are computed over Atari games only; these runs have none."))
+
+    blocks.append(("h2", "Comparison with the paper"))
+    blocks += _paper_blocks(aggregates)
+
+    blocks.append(("h2", "Learning curves"))
+    blocks.append(("p", "Raw return of training episodes (metrics.jsonl) against environment frames: each run's "
+                   "episodes are averaged in equal frame bins; the line is the mean over seeds, the band spans "
+                   "the lowest to the highest seed. Training episodes are played by the learning (sampled) policy."))
+    names = _variants(runs)
+    for game in sorted({r.game for r in runs}):
+        game_runs = [r for r in runs if r.game == game]
+        series = {}
+        for key in sorted({(r.agent, r.total_frames) for r in game_runs}):
+            found = seed_curves([r for r in game_runs if (r.agent, r.total_frames) == key], key[1])
+            if found is not None:
+                series[names[key]] = found
+        if not series:
+            blocks.append(("p", f"{game}: no training episodes logged."))
+            continue
+        path = plots.learning_curves(series, out / "plots" / f"curve-{_slug(game)}.png", game, game_runs[0].reference)
+        blocks.append(("image", Image(path.relative_to(out), f"{game}: return of training episodes, mean over seeds "
+                                      "with a min-max band.")))
+
+    blocks.append(("h2", "Runs"))
+    blocks.append(("p", "Each run's score is the mean of the `return` column of `RUN/eval/episodes.csv`."))
+    run_rows = per_run_rows(runs, out)
+    blocks.append(("table", Table(
+        ["run", "game", "agent", "seed", "frames trained", "protocol", "policy", "episodes", "raw score", "normalised"],
+        [[f"`{r['run_dir']}`", r["game"], r["agent"], str(r["seed"]), _frames(r["frames_trained"] or 0),
+          str(r["protocol"]), str(r["policy"]), str(r["episodes"]), _num(r["raw_score"]), _pct(r["normalized_score"])]
+         for r in run_rows])))
+
+    files = {"markdown": out / "report.md", "html": out / "report.html",
+             "runs_csv": out / "runs.csv", "games_csv": out / "games.csv", "aggregates_csv": out / "aggregates.csv"}
+    files["markdown"].write_text(render_markdown(blocks))
+    files["html"].write_text(render_html(blocks, out, title))
+    _write_csv(files["runs_csv"], run_rows)
+    _write_csv(files["games_csv"], [_flatten_game(g) for g in games])
+    _write_csv(files["aggregates_csv"],
+               [_flatten_aggregate(suite, a) for suite, rows in aggregates.items() for a in rows])
+    return files
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _method_blocks(reps: int, seed: int) -> list[Block]:
+    return [("h2", "How the numbers are computed"), ("ul", [
+        "Run score: the mean raw (undiscounted, unclipped) return of the run's evaluation episodes, "
+        "`RUN/eval/episodes.csv`; the evaluation settings (protocol, sampled or greedy actions, episodes) are in "
+        "`RUN/eval/summary.json` and in the Runs table.",
+        "Normalised score of a run: (score - random) / (reference - random), the reference being the human score for "
+        "Atari games and the optimal return for the built-in tasks; other envs are reported raw only.",
+        "Per game: the mean over seeds of the run scores, with a 95% Student-t interval over seeds "
+        "(mean +- t(0.975, seeds - 1) x sd / sqrt(seeds); n/a with one seed).",
+        "Aggregates (Agarwal et al. 2021), over the normalised scores of all runs of a suite: median and mean of the "
+        "per-game means; IQM = the mean of the middle 50% of all run scores (floor(n/4) dropped at each end); "
+        "optimality gap = 1 - mean(min(score, 1)) (lower is better).",
+        f"Aggregate intervals: 95% percentile intervals of {reps:,} stratified bootstrap resamples (each game's runs "
+        f"resampled with replacement, independently per game; games kept), generator seed {seed}.",
+    ])]
+
+
+def _game_table(rows: list[dict[str, Any]]) -> Table:
+    body = []
+    for g in rows:
+        ref: Reference | None = g["reference"]
+        norm = g["normalized"]
+        body.append([g["game"], g["agent"], _frames(g["frame_budget"]), str(g["seeds"]),
+                     "/".join(map(str, g["episodes_per_seed"])), _num(g["raw"].value), _ci(g["raw"], _num),
+                     _pct(norm.value) if ref else "", _ci(norm, _pct) if ref else "",
+                     f"{_num(ref.low)} / {_num(ref.high)} ({ref.high_name})" if ref else "none"])
+    return Table(["game", "agent", "frame budget", "seeds", "episodes/seed", "raw mean", "raw 95% CI",
+                  "normalised mean", "normalised 95% CI", "random / reference"], body)
+
+
+def _aggregate_table(rows: list[dict[str, Any]]) -> Table:
+    body = [[r["agent"], str(len(r["games"])), str(r["runs"])]
+            + [f"{_pct(r[m].value)} {_ci(r[m], _pct)}" for m in metrics.AGGREGATES] for r in rows]
+    return Table(["agent", "games", "runs", "median [95% CI]", "IQM [95% CI]", "mean [95% CI]",
+                  "optimality gap [95% CI]"], body)
+
+
+def _paper_blocks(aggregates: dict[str, list[dict[str, Any]]]) -> list[Block]:
+    rows = []
+    for entry in paper_comparison_rows(aggregates):
+        p, ours = entry["paper"], entry["ours"]
+        paper_cells = [f"{p.table} ({PAPER_GAMES[p.table]} games)", p.model, f"{p.median_hns_percent:.1f}%",
+                       f"{p.mean_hns_percent:.1f}%", PAPER_BUDGETS[p.table]]
+        if ours is None:
+            rows.append(paper_cells + ["not run", "", "", "", ""])
+        else:
+            rows.append(paper_cells + [
+                ours["agent"], str(len(ours["games"])), f"{_pct(ours['median'].value)} {_ci(ours['median'], _pct)}",
+                f"{_pct(ours['mean'].value)} {_ci(ours['mean'], _pct)}",
+                f"{_frames(ours['frame_budget'])} frames per run",
+            ])
+    return [
+        ("p", "Published human-normalised scores (Mott et al. 2019; s3ta/data/paper_results.csv) beside ours for the "
+              "same model. The paper's Table 1 reports one agent per game over all 57 games and does not state its "
+              "frame budget; its top-down ablation covers 7 games at 2e9 steps each. Ours are aggregates over the "
+              "Atari games we ran, at our budget, so they are comparable only where the games and budgets match."),
+        ("table", Table(["paper table", "model", "paper median", "paper mean", "paper budget",
+                         "our agent", "our games", "our median [95% CI]", "our mean [95% CI]", "our budget"], rows)),
+    ]
+
+
+def _flatten_game(g: dict[str, Any]) -> dict[str, Any]:
+    ref = g["reference"]
+    return {"game": g["game"], "agent": g["agent"], "frame_budget": g["frame_budget"], "seeds": g["seeds"],
+            "raw_mean": g["raw"].value, "raw_ci_low": g["raw"].low, "raw_ci_high": g["raw"].high,
+            "normalized_mean": g["normalized"].value, "normalized_ci_low": g["normalized"].low,
+            "normalized_ci_high": g["normalized"].high, "reference": ref.high_name if ref else ""}
+
+
+def _flatten_aggregate(suite: str, a: dict[str, Any]) -> dict[str, Any]:
+    row = {"suite": suite, "agent": a["agent"], "frame_budget": a["frame_budget"], "games": " ".join(a["games"]),
+           "runs": a["runs"]}
+    for m in metrics.AGGREGATES:
+        row.update({m: a[m].value, f"{m}_ci_low": a[m].low, f"{m}_ci_high": a[m].high})
+    return row
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def render_markdown(blocks: list[Block]) -> str:
+    parts = []
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            parts.append("#" * int(kind[1]) + " " + content)
+        elif kind == "p":
+            parts.append(content)
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in content))
+        elif kind == "table":
+            lines = ["| " + " | ".join(map(_md_cell, content.header)) + " |",
+                     "|" + "|".join("---" for _ in content.header) + "|"]
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in content.rows]
+            parts.append("\n".join(lines))
+        elif kind == "image":
+            parts.append(f"![{content.caption}]({content.path.as_posix()})\n\n*{content.caption}*")
+    return "\n\n".join(parts) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _inline_html(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text), quote=False))
+
+
+def render_html(blocks: list[Block], base: Path, title: str) -> str:
+    """One self-contained HTML file: the images are embedded as base64 PNG."""
+    body = []
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{_inline_html(content)}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline_html(content)}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in content) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in content.header)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                           for row in content.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "image":
+            data = base64.b64encode((base / content.path).read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(content.caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{_inline_html(content.caption)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%}figcaption{font-style:italic;color:#555}code{background:#f3f3f3;padding:0 0.2em}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

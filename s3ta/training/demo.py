@@ -1,0 +1,98 @@
+"""`s3ta demo`: the main job on a built-in default. Trains s3ta-small on catch for a few minutes on
+a laptop CPU, evaluates it, and saves a learning curve, attention pictures, a video and the
+interactive viewer of the trained agent in one run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from s3ta.training.checkpoint import latest_checkpoint
+from s3ta.training.config import TrainConfig
+from s3ta.training.loop import DONE_MARKER, train
+
+# Tuned for catch on 2 CPU cores; see docs/benchmarks.md for the learning curve and timings.
+DEMO_CONFIG = TrainConfig(
+    env="catch",
+    agent="s3ta-small",
+    total_frames=240_000,
+    unroll_length=20,
+    batch_size=16,
+    learning_rate=2e-3,
+    log_interval=10.0,
+    checkpoint_interval=60.0,
+)
+EVAL_EPISODES = 200
+
+
+def learning_curve(run_dir: Path, path: Path, optimal: float | None, random: float | None) -> Path:
+    """Training returns against frames (mean per bin) as a PNG."""
+    from s3ta.evaluation.metrics import binned_mean
+    from s3ta.evaluation.plots import learning_curves
+    from s3ta.evaluation.reference import reference_for
+    from s3ta.evaluation.report import read_training_episodes
+
+    frames, returns = read_training_episodes(run_dir)
+    edges = np.linspace(0, max(frames.max(), 1), 41)
+    means = binned_mean(frames, returns, edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    return learning_curves({"s3ta-small": (centres, means[None])}, path, "catch", reference=reference_for("catch"))
+
+
+def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mode: str = "parallel") -> int:
+    from s3ta import envs
+    from s3ta.analysis.recording import record
+    from s3ta.evaluation.evaluate import evaluate_checkpoint, format_results
+    from s3ta.training.checkpoint import load_agent
+    from s3ta.viz import save_attention_figure, write_video, write_viewer
+
+    out = Path(out)
+    config = TrainConfig.from_dict({**DEMO_CONFIG.to_dict(), "mode": mode,
+                                    **({"total_frames": total_frames} if total_frames else {})})
+    started = time.monotonic()
+    if (out / DONE_MARKER).exists():
+        print(f"{out} already holds a finished demo run; delete it to train again. Re-evaluating it.")
+    else:
+        resume = latest_checkpoint(out) is not None
+        print(f"training {config.agent} on {config.env} for {config.total_frames:,} frames "
+              f"({'resuming' if resume else 'about 3 minutes on 2 cores'}) -> {out}")
+        summary = train(config, out, resume=resume)
+        if not summary["finished"]:
+            print(f"stopped at {summary['frames']:,} frames; run `s3ta demo` again to continue")
+            return 130
+    train_seconds = time.monotonic() - started
+
+    print(f"evaluating on {EVAL_EPISODES} episodes (greedy)")
+    results, episodes = evaluate_checkpoint(out, EVAL_EPISODES, greedy=True, progress=False)
+    print(format_results(results, episodes[:0]))
+
+    agent, checkpoint = load_agent(out)
+    env = envs.make(config.env, 1, seed=config.seed + 1)
+    recording = record(agent, env, num_episodes=4, seed=config.seed + 1, greedy=True,
+                       source={"checkpoint": str(checkpoint.path), "env": config.env})
+    env.close()
+    recording_dir = recording.save(out / "recording")
+    files = {
+        "checkpoint": checkpoint.path,
+        "learning curve": learning_curve(out, out / "learning_curve.png", None, None),
+        "attention picture": save_attention_figure(recording, out / "attention.png", num_frames=6),
+        "attention video": write_video(recording, out / "attention.mp4"),
+        "attention GIF": write_video(recording, out / "attention.gif", episodes=[0]),
+        "interactive viewer": write_viewer(recording, out / "viewer.html"),
+        "evaluation": Path(results["output_dir"]) / "summary.json",
+        "TensorBoard logs": out / "tensorboard",
+    }
+    (out / "demo.json").write_text(json.dumps({
+        "train_seconds": train_seconds, "frames": checkpoint.counters["frames"],
+        "eval_mean_return": results["return"]["mean"], "eval_episodes": EVAL_EPISODES,
+        "recording": str(recording_dir), **{k: str(v) for k, v in files.items()}}, indent=2) + "\n")
+    print(f"\nmean greedy return {results['return']['mean']:.3f} over {EVAL_EPISODES} episodes "
+          f"(optimal 1.0, random about -0.75). Where to look:")
+    for name, path in files.items():
+        print(f"  {name:20s} {path}")
+    print(f"  {'explain further':20s} s3ta explain whatwhere {recording_dir}  (also saliency, intervene, inject, grounding)")
+    return 0

@@ -1,0 +1,144 @@
+"""`s3ta report` over fixture run directories: the per-game and aggregate numbers equal the ones
+computed by hand from the episodes, the paper comparison states both frame budgets, the plots
+exist and are embedded in the HTML, and resumed training logs are read once."""
+
+import argparse
+import csv
+import json
+import math
+import statistics
+
+import pytest
+
+from fixtures.evaluation_runs import write_metrics, write_run
+from s3ta.evaluation import cli
+from s3ta.evaluation.report import build_report, find_runs, read_training_episodes
+
+PONG_HNS = 0.7 / 35.3  # (-20 + 20.7) / (14.6 + 20.7)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    # pong, s3ta-small: run scores -20, -20.7 (random) and 14.6 (human) -> HNS 0.7/35.3, 0, 1
+    write_run(root, "pong", "s3ta-small", 0, [-21.0, -19.0])
+    write_run(root, "pong", "s3ta-small", 1, [-20.7, -20.7])
+    write_run(root, "pong", "s3ta-small", 2, [14.6])
+    # breakout, s3ta-small: run scores 1.7 (random) and 59.3 (twice human over random) -> HNS 0, 2
+    write_run(root, "breakout", "s3ta-small", 0, [1.7, 1.7])
+    write_run(root, "breakout", "s3ta-small", 1, [59.3])
+    # catch, s3ta-small: run scores 1 (optimal) and -0.75 (random) -> 1, 0
+    write_run(root, "catch", "s3ta-small", 0, [1.0, 1.0])
+    write_run(root, "catch", "s3ta-small", 1, [-1.0, -0.5])
+    # one lstm seed on pong, and a run that has not been evaluated
+    write_run(root, "pong", "lstm", 0, [-20.7])
+    write_run(root, "find-target", "lstm", 0, None)
+    return root
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_find_runs(runs):
+    found = find_runs([runs, runs / "pong"])  # overlapping roots are read once
+    assert len(found) == 9
+    assert sum(r.returns is None for r in found) == 1
+    pong = [r for r in found if r.game == "pong" and r.agent == "s3ta-small"]
+    assert [r.score for r in pong] == pytest.approx([-20.0, -20.7, 14.6])
+    assert [r.normalized for r in pong] == pytest.approx([PONG_HNS, 0.0, 1.0])
+
+
+def test_report_numbers_are_the_hand_computed_ones(runs, tmp_path):
+    out = tmp_path / "report"
+    files = build_report([runs], out, reps=2000)
+
+    games = {(g["game"], g["agent"]): g for g in read_csv(files["games_csv"])}
+    pong = games[("pong", "s3ta-small")]
+    scores = [-20.0, -20.7, 14.6]
+    half = 4.302653 * statistics.stdev(scores) / math.sqrt(3)  # t(0.975, 2 df)
+    assert float(pong["raw_mean"]) == pytest.approx(-8.7)
+    assert float(pong["raw_ci_low"]) == pytest.approx(-8.7 - half, abs=1e-4)
+    assert float(pong["raw_ci_high"]) == pytest.approx(-8.7 + half, abs=1e-4)
+    assert float(pong["normalized_mean"]) == pytest.approx((PONG_HNS + 1.0) / 3)
+    assert pong["seeds"] == "3" and pong["reference"] == "human"
+    lstm = games[("pong", "lstm")]
+    assert float(lstm["raw_mean"]) == pytest.approx(-20.7) and lstm["raw_ci_low"] == "nan"  # one seed: no interval
+    assert float(games[("catch", "s3ta-small")]["normalized_mean"]) == pytest.approx(0.5)
+
+    aggregates = {(a["suite"], a["agent"]): a for a in read_csv(files["aggregates_csv"])}
+    atari = aggregates[("atari", "s3ta-small")]
+    # per-game means: breakout (0 + 2) / 2 = 1, pong (PONG_HNS + 0 + 1) / 3
+    pong_mean = (PONG_HNS + 1.0) / 3
+    assert float(atari["mean"]) == pytest.approx((1.0 + pong_mean) / 2)
+    assert float(atari["median"]) == pytest.approx((1.0 + pong_mean) / 2)
+    # five runs 0 0 PONG_HNS 1 2: floor(5/4) = 1 dropped at each end
+    assert float(atari["iqm"]) == pytest.approx((0.0 + PONG_HNS + 1.0) / 3)
+    # min(x, 1): 0 1 PONG_HNS 0 1
+    assert float(atari["optimality_gap"]) == pytest.approx(1 - (2.0 + PONG_HNS) / 5)
+    assert atari["games"] == "breakout pong" and atari["runs"] == "5"
+    for metric in ("median", "iqm", "mean", "optimality_gap"):
+        assert float(atari[f"{metric}_ci_low"]) <= float(atari[metric]) <= float(atari[f"{metric}_ci_high"])
+    builtin = aggregates[("builtin", "s3ta-small")]
+    assert float(builtin["mean"]) == pytest.approx(0.5) and builtin["games"] == "catch"
+    assert ("builtin", "lstm") not in aggregates  # its only built-in run is not evaluated
+
+    runs_table = read_csv(files["runs_csv"])
+    assert len(runs_table) == 8
+    assert {r["run_dir"] for r in runs_table} >= {"../runs/pong/s3ta-small/seed0"}
+
+
+def test_report_documents(runs, tmp_path):
+    out = tmp_path / "report"
+    files = build_report([runs], out, reps=2000, title="fixture report")
+    markdown = files["markdown"].read_text()
+    assert markdown.startswith("# fixture report")
+    for text in ("## Scores per game", "Atari games, human-normalised score (HNS)",
+                 "Built-in tasks, optimal-normalised",
+                 "## Comparison with the paper", "not reported", "2e9 steps per game", "1,000 frames per run",
+                 "407.1%", "not run", "Not evaluated yet", "../runs/find-target/lstm/seed0", "stratified bootstrap"):
+        assert text in markdown, text
+    # the s3ta rows of the paper table carry our s3ta-small aggregate, mean (1 + pong mean) / 2
+    s3ta_row = next(line for line in markdown.splitlines() if line.startswith("| atari57 (57 games) | s3ta |"))
+    assert "s3ta-small" in s3ta_row and f"{100 * (1 + (PONG_HNS + 1) / 3) / 2:.1f}%" in s3ta_row
+
+    images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
+    assert sorted(images) == ["plots/aggregates-atari.png", "plots/aggregates-builtin.png", "plots/curve-breakout.png",
+                              "plots/curve-catch.png", "plots/curve-find-target.png", "plots/curve-pong.png"]
+    for image in images:
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = files["html"].read_text()
+    assert page.count('src="data:image/png;base64,') == len(images)
+    assert "<table>" in page and "<code>" in page and 'src="plots/' not in page
+
+
+def test_report_without_atari_games_says_so(tmp_path):
+    write_run(tmp_path / "runs", "catch", "lstm", 0, [1.0])
+    files = build_report([tmp_path / "runs"], tmp_path / "report", reps=200)
+    markdown = files["markdown"].read_text()
+    assert "Human-normalised aggregates are computed over Atari games only" in markdown
+    assert "| atari57 (57 games) | s3ta | 407.1% | 1649.0% | not reported | not run |" in markdown
+
+
+def test_resumed_training_log_is_read_once(tmp_path):
+    # an attempt logged up to 30 frames, was resumed from its checkpoint at 10 and logged 20, 30, 40
+    write_metrics(tmp_path, [(10, 1.0), (20, 2.0), (20, 2.5), (30, 3.0)])
+    write_metrics(tmp_path, [(20, -2.0), (30, -3.0), (40, -4.0)])
+    (tmp_path / "metrics.jsonl").open("a").write('{"kind": "episode", "fra')  # cut short by a crash
+    frames, returns = read_training_episodes(tmp_path)
+    assert frames.tolist() == [10, 20, 30, 40]
+    assert returns.tolist() == [1.0, -2.0, -3.0, -4.0]
+
+
+def test_report_command(runs, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="s3ta")
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["report", str(runs), "--out", str(tmp_path / "r"), "--bootstrap-reps", "500"])
+    assert args.func(args) == 0
+    assert "report.html" in capsys.readouterr().out
+    args = parser.parse_args(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")])
+    assert args.func(args) == 2
+    assert "not a directory" in capsys.readouterr().err
+    summary = json.loads((runs / "pong" / "lstm" / "seed0" / "eval" / "summary.json").read_text())
+    assert summary["normalized"]["suite"] == "atari"

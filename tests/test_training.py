@@ -1,0 +1,212 @@
+"""Training machinery: unroll alignment, determinism of serial mode, the parallel runner, config
+round-trips, checkpoints (atomic, corrupt, mismatched), resume after SIGKILL, SIGTERM, NaN stops."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from s3ta import agents, envs
+from s3ta.agents import AgentInputs
+from s3ta.training import TrainConfig, train
+from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
+from s3ta.training.checkpoint import CheckpointError, list_checkpoints, load_agent, load_checkpoint
+from s3ta.training.cli import config_from_args
+from s3ta.training.learner import NonFiniteLossError, learn, make_optimizer, make_scheduler
+
+TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0)
+
+
+def small_config(**changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, "total_frames": 200, "mode": "serial", **changes})
+
+
+@pytest.mark.parametrize("name", ["s3ta-small", "lstm"])
+def test_unrolls_chain_and_reproduce_behaviour_logits(name):
+    torch.manual_seed(0)
+    env = envs.make("catch", 3, seed=0)
+    agent = agents.build(name, env.observation_shape, env.num_actions)
+    actor = Actor(env, agent, unroll_length=6, seed=0)
+    specs = unroll_specs(6, 3, env.observation_shape, env.num_actions)
+    previous = None
+    for _ in range(4):
+        unroll, state = allocate_unroll(specs), allocate_state(agent, 3)
+        actor.fill(unroll, state)
+        # prev_action[t] is the action taken at t - 1 (except where an episode starts)
+        assert torch.equal(unroll["prev_action"][1:], unroll["action"][:-1])
+        if previous is not None:  # step 0 repeats the previous unroll's last step
+            for key in ("obs", "action", "behaviour_logits", "done", "reward"):
+                assert torch.equal(unroll[key][0], previous[key][-1])
+        with torch.no_grad():  # unchanged weights: the learner's forward is the behaviour policy
+            output, _ = agent(AgentInputs(unroll["obs"], unroll["prev_action"], unroll["reward"], unroll["done"]), state)
+        torch.testing.assert_close(output.policy_logits, unroll["behaviour_logits"])
+        previous = unroll
+    # every finished episode of catch returns +1 or -1 and lasts 7 steps
+    ended = ~torch.isnan(previous["episode_return"])
+    assert set(previous["episode_return"][ended].tolist()) <= {-1.0, 1.0}
+
+
+def test_serial_mode_is_deterministic(tmp_path):
+    first = train(small_config(seed=3), tmp_path / "a")
+    second = train(small_config(seed=3), tmp_path / "b")
+    other = train(small_config(seed=4), tmp_path / "c")
+    weights = [load_checkpoint(r["checkpoint"]).model for r in (first, second, other)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    assert first["frames"] >= 200 and first["finished"]
+
+
+def test_parallel_mode_writes_a_complete_run(tmp_path):
+    config = TrainConfig(**{**TINY, "total_frames": 400, "mode": "parallel", "num_actors": 2, "batch_size": 4})
+    summary = train(config, tmp_path)
+    assert summary["finished"] and summary["frames"] >= 400
+    assert (tmp_path / "DONE").exists()
+    assert TrainConfig.load(tmp_path / "config.json") == config
+    kinds = {json.loads(line)["kind"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()}
+    assert kinds >= {"episode"}
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    agent, checkpoint = load_agent(tmp_path)
+    assert checkpoint.counters["frames"] == summary["frames"] and agent.name == "s3ta-small"
+
+
+def test_checkpoints_keep_the_last_k_and_hold_the_full_state(tmp_path):
+    config = small_config(total_frames=400, checkpoint_interval=1e-9, keep_checkpoints=2)
+    train(config, tmp_path)
+    kept = list_checkpoints(tmp_path)
+    assert len(kept) == 2 and not list((tmp_path / "checkpoints").glob("*.tmp"))
+    checkpoint = load_checkpoint(kept[-1])
+    assert checkpoint.optimizer["state"], "optimizer moments are saved"
+    assert checkpoint.scheduler["last_epoch"] == checkpoint.counters["updates"]
+    assert checkpoint.config == config.to_dict() and "torch" in checkpoint.rng
+
+
+def test_learning_rate_decays_linearly_to_zero():
+    config = small_config(total_frames=1000, learning_rate=1.0)
+    agent = agents.build("s3ta-small", (3, 64, 64), 3)
+    optimizer = make_optimizer(agent, config)
+    scheduler = make_scheduler(optimizer, config, frames_per_update=250)
+    rates = []
+    for _ in range(5):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
+
+
+def test_corrupt_and_mismatched_checkpoints_give_one_line_errors(tmp_path):
+    summary = train(small_config(), tmp_path / "run")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(corrupt)
+    assert "corrupt" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+    # resuming a run whose checkpoint belongs to another agent names the mismatch
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "agent": "lstm"}))
+    with pytest.raises(CheckpointError, match="another agent") as error:
+        train(small_config(), run, resume=True)
+    assert "\n" not in str(error.value)
+    assert Path(summary["checkpoint"]).exists()
+
+
+def test_cli_reports_a_corrupt_checkpoint_in_one_line(tmp_path):
+    train(small_config(total_frames=400), tmp_path)
+    newest = list_checkpoints(tmp_path)[-1]
+    newest.write_bytes(b"\x00garbage")
+    result = subprocess.run([sys.executable, "-m", "s3ta", "train", "--out", str(tmp_path), "--resume"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "corrupt" in result.stderr
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(tmp_path):
+    train(small_config(), tmp_path)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(small_config(), tmp_path)
+
+
+def test_nonfinite_loss_raises_a_clear_error():
+    config = small_config()
+    env = envs.make("catch", 2, seed=0)
+    agent = agents.build("s3ta-small", env.observation_shape, env.num_actions)
+    actor = Actor(env, agent, 5, seed=0)
+    unroll, state = allocate_unroll(unroll_specs(5, 2, env.observation_shape, 3)), allocate_state(agent, 2)
+    actor.fill(unroll, state)
+    unroll["reward"][2, 0] = float("nan")
+    optimizer = make_optimizer(agent, config)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        learn(agent, optimizer, make_scheduler(optimizer, config, 10), unroll, state, config)
+    assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items()), "no update on a bad loss"
+
+
+def test_config_precedence_defaults_file_flags(tmp_path):
+    import argparse
+
+    saved = tmp_path / "config.json"
+    TrainConfig(env="find-target", batch_size=8, total_frames=123).save(saved)
+    args = argparse.Namespace(config=str(saved), batch_size=16, agent_overrides=[("num_heads", 6)])
+    config = config_from_args(args)
+    assert (config.env, config.batch_size, config.total_frames) == ("find-target", 16, 123)
+    assert config.agent_overrides == {"num_heads": 6}
+    with pytest.raises(ValueError, match="no config fields"):
+        TrainConfig(agent_overrides={"heads": 2})
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+
+def _wait_for(predicate, timeout: float, process: subprocess.Popen):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"training exited early: {process.communicate()}")
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("timed out")
+
+
+def _train_command(out: Path, total_frames: int) -> list[str]:
+    return [sys.executable, "-m", "s3ta", "train", "--out", str(out), "--env", "catch", "--agent", "s3ta-small",
+            "--total-frames", str(total_frames), "--unroll-length", "5", "--batch-size", "4", "--num-actors", "1",
+            "--checkpoint-interval", "0.5", "--log-interval", "1"]
+
+
+def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path):
+    process = subprocess.Popen(_train_command(tmp_path, 10**9), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: any(load_checkpoint(p).counters["frames"] > 0 for p in list_checkpoints(tmp_path)), 120, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    saved = load_checkpoint(tmp_path)
+    frames = saved.counters["frames"]
+
+    total = frames + 200
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "total_frames": total}))
+    summary = train(TrainConfig(), tmp_path, resume=True)
+    assert summary["frames"] == frames + 200 and summary["finished"]
+    assert summary["updates"] == saved.counters["updates"] + 10
+    resumed_log = (tmp_path / "metrics.jsonl").read_text()
+    assert resumed_log  # the log continues in the same file
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
+    process = subprocess.Popen(_train_command(tmp_path, 10**9), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    _wait_for(lambda: (tmp_path / "metrics.jsonl").exists() and list_checkpoints(tmp_path), 120, process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "--resume" in stdout
+    assert load_checkpoint(tmp_path).counters["frames"] > 0
