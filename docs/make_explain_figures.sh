@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 WORK=${WORK:-runs/explain-docs}
 IMG=docs/img/explain
-explain() { "$PY" -m s3ta.analysis.cli explain "$@"; }
+explain() { "$PY" -m s3ta explain "$@"; }
 mkdir -p "$IMG" "$WORK"
 
 if [ $# -ge 1 ]; then source_args=("$1"); else source_args=(--agent s3ta-small --env catch); fi

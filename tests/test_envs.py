@@ -419,3 +419,9 @@ def test_gym_wrapper_rejects_unsuitable_envs(tiny_module):
         make("CartPole-v1", 2)
     with pytest.raises(ValueError, match="Discrete"):
         make(tiny_module, 1, action_space="box")
+
+
+def test_atari_accepts_any_seed_a_seed_sequence_can_give():
+    env = make("breakout", 2, seed=0)
+    assert env.reset(seed=3_900_000_000).obs.shape == (2, 3, 210, 160)
+    env.close()

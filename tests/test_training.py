@@ -210,3 +210,10 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     assert process.returncode == 130, stderr
     assert "--resume" in stdout
     assert load_checkpoint(tmp_path).counters["frames"] > 0
+
+
+def test_parallel_training_runs_on_atari(tmp_path):
+    config = TrainConfig(env="breakout", agent="s3ta-small", total_frames=2 * 4 * 2 * 4, unroll_length=4,
+                         batch_size=2, num_actors=1, mode="parallel", log_interval=1000.0)
+    summary = train(config, tmp_path)
+    assert summary["finished"] and summary["frames"] == 64  # frames count action repeats (4 per step)

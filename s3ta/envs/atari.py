@@ -134,6 +134,9 @@ class AtariEnv:
     def reset(self, seed: int | None = None) -> TimeStep:
         """Reset every env; an int seed seeds env b with ``seed + b``."""
         seed, self._seed = (self._seed if seed is None else seed), None
+        if seed is not None:  # ALE seeds are C ints: one per env, as a plain int array in range
+            seed = (np.arange(self.num_envs, dtype=np.int64) + int(seed)) % (2**31 - 1)
+            seed = seed.astype(np.int32)
         obs, info = self._env.reset(seed=seed)
         obs, info = self._convert(obs, info)
         info["truncated"] = np.zeros(self.num_envs, bool)

@@ -202,11 +202,11 @@ def _fmt(x: float) -> str:
 
 
 def format_results(summary: dict[str, Any], episodes: list[Episode]) -> str:
-    """The per-episode table and the summary lines that ``s3ta eval`` prints."""
+    """The per-episode table (when ``episodes`` is non-empty) and the summary lines that ``s3ta eval`` prints."""
     norm = summary.get("normalized")
     label = None if norm is None else ("HNS" if norm["suite"] == "atari" else "normalised")
     header = f"{'episode':>7}  {'slot':>4}  {'return':>10}  {'length':>7}" + (f"  {label:>10}" if label else "")
-    lines = [header]
+    lines = [header] if episodes else []
     for e in episodes:
         line = f"{e.index:>7}  {e.env_slot:>4}  {e.episode_return:>10.6g}  {e.length:>7}"
         if norm:

@@ -19,9 +19,9 @@ from s3ta.training.loop import DONE_MARKER, train
 DEMO_CONFIG = TrainConfig(
     env="catch",
     agent="s3ta-small",
-    total_frames=240_000,
+    total_frames=250_000,
     unroll_length=20,
-    batch_size=16,
+    batch_size=8,
     learning_rate=2e-3,
     log_interval=10.0,
     checkpoint_interval=60.0,
@@ -29,7 +29,7 @@ DEMO_CONFIG = TrainConfig(
 EVAL_EPISODES = 200
 
 
-def learning_curve(run_dir: Path, path: Path, optimal: float | None, random: float | None) -> Path:
+def learning_curve(run_dir: Path, path: Path) -> Path:
     """Training returns against frames (mean per bin) as a PNG."""
     from s3ta.evaluation.metrics import binned_mean
     from s3ta.evaluation.plots import learning_curves
@@ -59,7 +59,7 @@ def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mod
     else:
         resume = latest_checkpoint(out) is not None
         print(f"training {config.agent} on {config.env} for {config.total_frames:,} frames "
-              f"({'resuming' if resume else 'about 3 minutes on 2 cores'}) -> {out}")
+              f"({'resuming' if resume else 'about 4 minutes on 2 cores'}) -> {out}", flush=True)
         summary = train(config, out, resume=resume)
         if not summary["finished"]:
             print(f"stopped at {summary['frames']:,} frames; run `s3ta demo` again to continue")
@@ -68,7 +68,7 @@ def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mod
 
     print(f"evaluating on {EVAL_EPISODES} episodes (greedy)")
     results, episodes = evaluate_checkpoint(out, EVAL_EPISODES, greedy=True, progress=False)
-    print(format_results(results, episodes[:0]))
+    print(format_results(results, []))
 
     agent, checkpoint = load_agent(out)
     env = envs.make(config.env, 1, seed=config.seed + 1)
@@ -78,7 +78,7 @@ def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mod
     recording_dir = recording.save(out / "recording")
     files = {
         "checkpoint": checkpoint.path,
-        "learning curve": learning_curve(out, out / "learning_curve.png", None, None),
+        "learning curve": learning_curve(out, out / "learning_curve.png"),
         "attention picture": save_attention_figure(recording, out / "attention.png", num_frames=6),
         "attention video": write_video(recording, out / "attention.mp4"),
         "attention GIF": write_video(recording, out / "attention.gif", episodes=[0]),

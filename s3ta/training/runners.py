@@ -26,7 +26,7 @@ from s3ta.training.config import TrainConfig
 def actor_seeds(seed: int, count: int, generation: int) -> list[int]:
     """Independent seeds for ``count`` actors; ``generation`` changes them on each resume."""
     sequence = np.random.SeedSequence([seed, generation])
-    return [int(child.generate_state(1)[0]) for child in sequence.spawn(count)]
+    return [int(child.generate_state(1)[0] % 2**31) for child in sequence.spawn(count)]  # C-int range
 
 
 def _to_device(tensors, device: torch.device):
