@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=8, help="learner updates of each end-to-end run")
     parser.add_argument("--unroll-length", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learner-threads", type=int, default=0,
+                        help="torch threads of the end-to-end learner (0 = the training default)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
 
@@ -148,7 +150,8 @@ def main() -> None:
     rows = []
     for env_id in args.envs:
         for name in args.agents:
-            config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size)
+            config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size,
+                                 learner_threads=args.learner_threads)
             row = benchmark(name, env_id, config, args.seconds, args.updates, peak)
             rows.append(row)
             print(f"{name:12s} {env_id:9s} {row['env_sps']:9.0f} {row['actor_sps']:9.0f} {row['learner_sps']:9.1f} "

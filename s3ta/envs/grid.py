@@ -7,6 +7,7 @@ Shape letters: B envs, K objects per env, G cells per side, P pixels per cell, S
 
 from __future__ import annotations
 
+import abc
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -92,7 +93,7 @@ def boxes(
     return sprite_boxes[kind_ids] + offset.astype(np.float32)
 
 
-class GridTask:
+class GridTask(abc.ABC):
     """Base of the built-in tasks. Subclasses set ``KINDS``, ``action_names`` and the 3 hooks."""
 
     KINDS: tuple[Kind, ...] = ()
@@ -118,17 +119,17 @@ class GridTask:
         self._started = False
 
     # --- hooks for subclasses -------------------------------------------------------------
+    @abc.abstractmethod
     def _new_episodes(self, mask: np.ndarray) -> None:
         """Start new episodes (random state from ``self._rng``) where bool [B] ``mask``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply int64 [B] actions; return reward float32 [B], terminated [B], truncated [B]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Current objects as int [B, K] kind ids (into ``KINDS``), rows and columns."""
-        raise NotImplementedError
 
     # --- VecEnv ---------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> TimeStep:
