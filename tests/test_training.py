@@ -199,6 +199,9 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path):
     assert summary["updates"] == saved.counters["updates"] + 10
     resumed_log = (tmp_path / "metrics.jsonl").read_text()
     assert resumed_log  # the log continues in the same file
+    lines = [json.loads(line) for line in resumed_log.splitlines()]
+    assert any(r["kind"] == "episode" and r["frames"] > frames for r in lines), "the resumed run logged new episodes"
+    assert lines[-1]["frames"] <= total
 
 
 def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
