@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -40,11 +41,15 @@ def timed(step, seconds: float, warmup: int = 1) -> float:
     return calls / (time.perf_counter() - start)
 
 
-def matmul_peak(seconds: float) -> float:
-    """Measured fp32 FLOP/s of a large square matmul with all torch threads."""
-    n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 * timed(lambda: torch.mm(a, b), seconds)
+def matmul_peak(seconds: float, sizes=(1024, 2048, 4096), trials: int = 3) -> float:
+    """Measured fp32 FLOP/s of square matmuls with all torch threads: the best of a few sizes and
+    trials, so that a momentary disturbance lowers no MFU denominator."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(trials):
+            best = max(best, 2 * n**3 * timed(lambda: torch.mm(a, b), seconds / trials))
+    return best
 
 
 def fake_inputs(steps: int, batch: int, shape, num_actions: int) -> AgentInputs:
@@ -90,7 +95,8 @@ def end_to_end(config: TrainConfig, updates: int) -> float:
     return frames_done / (records[-1]["time"] - records[0]["time"]) / frames_per_step
 
 
-def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float, updates: int, peak: float) -> dict:
+def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float, updates: int, e2e_seconds: float,
+              peak: float) -> dict:
     cores = os.cpu_count() or 1
     env = envs.make(env_id, config.actor_batch, seed=0)
     shape, num_actions, frames_per_step = env.observation_shape, env.num_actions, env.frames_per_step
@@ -115,11 +121,14 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     learner_sps = config.unroll_length * config.batch_size * timed(
         lambda: learn(agent, optimizer, scheduler, batch, initial, config), seconds)
 
+    # enough updates for the measured window (after the first two) to last about e2e_seconds
+    steps_per_update = config.unroll_length * config.batch_size
+    updates = max(updates, 2 + math.ceil(e2e_seconds * min(env_sps, learner_sps) / steps_per_update))
     e2e_sps = end_to_end(config, updates)
     total_flops = acting_flops + learning_flops
     return {
         "agent": agent_name, "env": env_id, "unroll_length": config.unroll_length, "batch_size": config.batch_size,
-        "num_actors": config.num_actors, "env_sps": env_sps, "actor_sps": actor_sps, "learner_sps": learner_sps,
+        "num_actors": config.num_actors, "e2e_updates": updates, "env_sps": env_sps, "actor_sps": actor_sps, "learner_sps": learner_sps,
         "e2e_sps": e2e_sps, "e2e_fps": e2e_sps * frames_per_step,
         "gflop_per_step": total_flops / 1e9, "acting_gflop": acting_flops / 1e9, "learning_gflop": learning_flops / 1e9,
         "learner_mfu": learner_sps * learning_flops / peak, "e2e_mfu": e2e_sps * total_flops / peak,
@@ -132,7 +141,9 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=agents.names())
     parser.add_argument("--envs", nargs="+", default=["breakout", "catch"])
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time of each micro-benchmark")
-    parser.add_argument("--updates", type=int, default=8, help="learner updates of each end-to-end run")
+    parser.add_argument("--updates", type=int, default=5, help="least learner updates of each end-to-end run")
+    parser.add_argument("--e2e-seconds", type=float, default=10.0,
+                        help="least measuring time of each end-to-end run (more updates for fast configurations)")
     parser.add_argument("--unroll-length", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learner-threads", type=int, default=0,
@@ -152,13 +163,14 @@ def main() -> None:
         for name in args.agents:
             config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size,
                                  learner_threads=args.learner_threads)
-            row = benchmark(name, env_id, config, args.seconds, args.updates, peak)
+            row = benchmark(name, env_id, config, args.seconds, args.updates, args.e2e_seconds, peak)
             rows.append(row)
             print(f"{name:12s} {env_id:9s} {row['env_sps']:9.0f} {row['actor_sps']:9.0f} {row['learner_sps']:9.1f} "
                   f"{row['e2e_sps']:8.1f} {row['e2e_fps']:8.0f} {row['gflop_per_step']:8.3f} "
                   f"{100 * row['learner_mfu']:8.0f}% {100 * row['e2e_mfu']:6.0f}% {100 * row['e2e_vs_bound']:8.0f}%",
                   flush=True)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"peak_flops": peak, "rows": rows}, indent=2))
 
 

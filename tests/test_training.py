@@ -150,6 +150,12 @@ def test_nonfinite_loss_raises_a_clear_error():
     assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items()), "no update on a bad loss"
 
 
+@pytest.mark.parametrize("num_actors, expected", [(1, 32), (2, 16), (3, 8), (7, 4), (15, 2), (40, 1)])
+def test_default_envs_per_actor_divides_the_batch_for_any_actor_count(num_actors, expected):
+    config = TrainConfig(batch_size=32, num_actors=num_actors)  # e.g. 3 actors on a 4-core machine
+    assert config.actor_batch == expected and config.batch_size % config.actor_batch == 0
+
+
 def test_config_precedence_defaults_file_flags(tmp_path):
     import argparse
 

@@ -218,11 +218,13 @@ class AttentionAgent(nn.Module):
         input_gates = self.convlstm.input_conv(self.vision(pixels(inputs.obs, dtype)))  # [T*B, 4c, h, w]
         input_gates = input_gates.view(steps, batch, *input_gates.shape[1:])  # [T, B, 4c, h, w]
         action_reward = previous_action_reward(inputs, self.num_actions, dtype)  # [T, B, A + 1]
+        # unbind once: indexing [t] inside the loop would cost a full-size zero gradient per step
+        input_gates, action_reward, done = input_gates.unbind(0), action_reward.unbind(0), inputs.done.unbind(0)
 
         vision_h, vision_c, core_h, core_c = state
         outputs = []
         for t in range(steps):
-            vision_h, vision_c, core_h, core_c = reset_state((vision_h, vision_c, core_h, core_c), inputs.done[t])
+            vision_h, vision_c, core_h, core_c = reset_state((vision_h, vision_c, core_h, core_c), done[t])
             vision_h, vision_c = self.convlstm.step(input_gates[t], (vision_h, vision_c))  # O: [B, c, h, w]
             keys, values = vision_h.split([config.key_part_channels, config.value_channels], dim=1)
             queries = self.queries(core_h)

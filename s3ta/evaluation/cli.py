@@ -74,7 +74,8 @@ def _register_experiment(subparsers) -> None:
     p = subparsers.add_parser(
         "experiment", help="train and evaluate a grid of envs x agents x seeds, resumably",
         description="Train every (env, agent, seed) of a grid at one frame budget, one run directory per cell "
-                    "(OUT/{env}/{agent}/seed{seed}), one after another, and evaluate each finished cell. Run the "
+                    "(OUT/{env}/{agent}/seed{seed}), one after another (or as Ray tasks across a cluster with "
+                    "--backend ray), and evaluate each finished cell. Run the "
                     "same command again to resume: finished cells are skipped, interrupted ones resume from their "
                     "checkpoint. The grid comes from the flags, or from --grid FILE (JSON or TOML with the keys envs, "
                     "agents, seeds, total_frames, eval_episodes, eval_greedy and a table `train` of other training "
@@ -90,7 +91,18 @@ def _register_experiment(subparsers) -> None:
     p.add_argument("--eval-greedy", action="store_true", default=None,
                    help=f"evaluate with argmax actions (default: {DEFAULT_POLICY} actions)")
     p.add_argument("--out", required=True, help="experiment directory")
-    add_config_flags(p.add_argument_group("training settings", "passed to every run (as in `s3ta train`)"), skip=AXES)
+    p.add_argument("--backend", dest="cells_backend", choices=("local", "ray"), default="local",
+                   help="where cells run: local = one after another in this process; ray = as Ray tasks across the "
+                        "cluster, each cell training with its own local actors (default local)")
+    p.add_argument("--ray-address", dest="cells_ray_address", default=None, metavar="ADDRESS",
+                   help="ray backend: the cluster to join (auto, HOST:PORT); default: start Ray on this machine")
+    p.add_argument("--cpus-per-cell", type=_positive_float, default=1.0, metavar="N",
+                   help="ray backend: CPUs each cell asks for; its actors and learner threads fit in them (default 1)")
+    p.add_argument("--gpus-per-cell", type=_non_negative_float, default=0.0, metavar="N",
+                   help="ray backend: GPUs each cell asks for, fractions allowed (default 0)")
+    # the training settings' own --backend / --ray-address (where a run's actors live) stay for grid files
+    add_config_flags(p.add_argument_group("training settings", "passed to every run (as in `s3ta train`)"),
+                     skip=(*AXES, "backend", "ray_address"))
     p.set_defaults(func=_experiment)
 
 
@@ -121,7 +133,18 @@ def _experiment(args: argparse.Namespace) -> int:
     cells = grid.cells()
     print(f"experiment in {args.out}: {len(grid.envs)} envs x {len(grid.agents)} agents x {len(grid.seeds)} seeds "
           f"= {len(cells)} runs of {grid.total_frames:,} frames each")
-    results = run_experiment(grid, args.out)
+    if args.cells_backend == "ray":
+        try:
+            from s3ta.evaluation.ray_experiment import run_experiment_ray
+        except ModuleNotFoundError as error:
+            if error.name != "ray":
+                raise
+            print(f"s3ta experiment: {error}", file=sys.stderr)
+            return 2
+        results = run_experiment_ray(grid, args.out, address=args.cells_ray_address,
+                                     cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
+    else:
+        results = run_experiment(grid, args.out)
     print(format_cell_results(results, len(cells)))
     if any(r.status == "interrupted" for r in results):
         print("interrupted: run the same command again to resume", file=sys.stderr)
@@ -170,4 +193,18 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value

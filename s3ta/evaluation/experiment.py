@@ -1,5 +1,6 @@
 """Experiments: a grid of training runs (envs x agents x seeds at one frame budget), one run
-directory per cell, run one after another on this machine, each finished cell evaluated.
+directory per cell, run one after another on this machine (or as Ray tasks across a cluster: see
+ray_experiment), each finished cell evaluated.
 
 Resumable by running the same command again: a cell that finished training and holds an
 evaluation with the requested settings is skipped; a finished cell without one is only evaluated;
@@ -129,13 +130,13 @@ TrainFn = Callable[..., dict[str, Any]]  # train(config, run_dir, resume=False) 
 EvaluateFn = Callable[..., tuple[dict[str, Any], list]]  # evaluate_checkpoint(run_dir, episodes, greedy=...)
 
 
-def _default_train() -> TrainFn:
+def default_train() -> TrainFn:
     from s3ta.training import train
 
     return train
 
 
-def _default_evaluate(run_dir: Path, episodes: int, greedy: bool):
+def default_evaluate(run_dir: Path, episodes: int, greedy: bool):
     from s3ta.evaluation.evaluate import evaluate_checkpoint
 
     return evaluate_checkpoint(run_dir, episodes, greedy=greedy)
@@ -193,6 +194,31 @@ def run_cell(grid: Grid, cell: Cell, root: str | Path, *, train_fn: TrainFn, eva
     return CellResult(cell, run_dir, status, "already trained and evaluated", summary)
 
 
+def failed_result(cell: Cell, root: str | Path, error: BaseException) -> CellResult:
+    """A "failed" result whose message is the error's type and first line."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return CellResult(cell, cell.run_dir(root), "failed", f"{type(error).__name__}: {first}")
+
+
+def try_cell(grid: Grid, cell: Cell, root: str | Path, *, train_fn: TrainFn, evaluate_fn: EvaluateFn,
+             log: Callable[[str], None]) -> CellResult:
+    """run_cell, with an error reported as a "failed" result and Ctrl-C as an "interrupted" one."""
+    try:
+        return run_cell(grid, cell, root, train_fn=train_fn, evaluate_fn=evaluate_fn, log=log)
+    except KeyboardInterrupt:
+        return CellResult(cell, cell.run_dir(root), "interrupted", "interrupted")
+    except Exception as error:  # noqa: BLE001 - one broken cell must not stop the others
+        return failed_result(cell, root, error)
+
+
+def write_grid(grid: Grid, root: str | Path) -> Path:
+    """Create ``root`` and record the grid in ``root/grid.json`` (``s3ta experiment --grid`` repeats it)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / GRID_FILE).write_text(json.dumps(grid.to_dict(), indent=2) + "\n")
+    return root
+
+
 def run_experiment(grid: Grid, root: str | Path, *, train_fn: TrainFn | None = None,
                    evaluate_fn: EvaluateFn | None = None, log: Callable[[str], None] = print) -> list[CellResult]:
     """Run every cell of ``grid`` under ``root`` in order; stop at the first interrupted cell.
@@ -201,22 +227,14 @@ def run_experiment(grid: Grid, root: str | Path, *, train_fn: TrainFn | None = N
     cell runs. ``root/grid.json`` records the grid (``s3ta experiment --grid ROOT/grid.json``
     repeats it).
     """
-    train_fn = train_fn or _default_train()
-    evaluate_fn = evaluate_fn or _default_evaluate
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / GRID_FILE).write_text(json.dumps(grid.to_dict(), indent=2) + "\n")
+    train_fn = train_fn or default_train()
+    evaluate_fn = evaluate_fn or default_evaluate
+    root = write_grid(grid, root)
     results = []
     cells = grid.cells()
     for i, cell in enumerate(cells, 1):
-        try:
-            result = run_cell(grid, cell, root, train_fn=train_fn, evaluate_fn=evaluate_fn,
-                              log=lambda message: log(f"[{i}/{len(cells)}] {message}"))
-        except KeyboardInterrupt:
-            result = CellResult(cell, cell.run_dir(root), "interrupted", "interrupted")
-        except Exception as error:  # noqa: BLE001 - one broken cell must not stop the others
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            result = CellResult(cell, cell.run_dir(root), "failed", f"{type(error).__name__}: {first}")
+        result = try_cell(grid, cell, root, train_fn=train_fn, evaluate_fn=evaluate_fn,
+                          log=lambda message: log(f"[{i}/{len(cells)}] {message}"))
         results.append(result)
         if result.status in ("failed", "interrupted"):
             log(f"[{i}/{len(cells)}] {cell}: {result.status}: {result.message}")

@@ -88,7 +88,7 @@ def _run_train(args: argparse.Namespace) -> int:
                 print(f"note: --resume continues with the settings saved in {saved}; other flags are ignored",
                       file=sys.stderr)
         summary = train(config, args.out, resume=args.resume)
-    except (CheckpointError, NonFiniteLossError, ValueError) as error:
+    except (CheckpointError, NonFiniteLossError, ValueError, ModuleNotFoundError) as error:  # e.g. Ray missing
         print(f"error: {error}", file=sys.stderr)
         return 1
     if summary["interrupted_by"]:

@@ -14,7 +14,8 @@ from typing import Any
 
 
 def default_num_actors() -> int:
-    """One actor process per spare core, at least one: the learner keeps a core to itself."""
+    """One actor process per core but one, at least one (the learner's threads use all cores: on CPU,
+    learning costs ~3x acting per step, so actors spend most of their time waiting for free slots)."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 
@@ -63,18 +64,28 @@ class TrainConfig:
     grad_norm_clip: float = 40.0
     """Global gradient-norm clipping of the summed loss (0 disables)."""
     mode: str = "parallel"
-    """"parallel": actor processes and the learner overlap; "serial": they alternate in one process
-    (deterministic for a seed; for debugging and tests)."""
+    """Local backend: "parallel": actor processes and the learner overlap; "serial": they alternate in one
+    process (deterministic for a seed; for debugging and tests)."""
+    backend: str = "local"
+    """Where actors run: "local" (processes on this machine, see mode) or "ray" (Ray actors on the cluster
+    at ray_address; the learner stays here)."""
+    ray_address: str = ""
+    """Ray backend: "" starts a local Ray instance; "auto" or HOST:PORT joins a running cluster."""
     num_actors: int = field(default_factory=default_num_actors)
-    """Actor processes (parallel mode)."""
+    """Actor processes (parallel mode) or Ray actors (ray backend)."""
     envs_per_actor: int = 0
-    """Environments each actor steps as one batch; 0 = batch_size / num_actors."""
+    """Environments each actor steps as one batch; 0 = batch_size / num_actors, rounded down to a divisor of
+    batch_size."""
     num_buffers: int = 0
     """Shared-memory unroll slots; 0 = twice what one learner batch needs."""
     learner_threads: int = 0
-    """torch threads of the learner; 0 = the cores not used by actors (at least 1)."""
+    """torch threads of the learner; 0 = all cores. Learning costs ~3x acting per step, so actors mostly
+    wait for free slots and the learner can share their cores (docs/benchmarks.md)."""
     device: str = "auto"
     """Learner device: "auto" (cuda if available), "cpu" or "cuda"."""
+    num_learners: int = 1
+    """Data-parallel learner processes, each taking batch_size / num_learners unrolls of every batch
+    (one per GPU, rank i on cuda:i; gloo processes on CPU). See docs/multi-gpu.md."""
     checkpoint_interval: float = 300.0
     """Seconds between periodic checkpoints."""
     keep_checkpoints: int = 3
@@ -98,19 +109,28 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training config values: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
-        for name, allowed in (("mode", ("parallel", "serial")), ("lr_schedule", ("linear", "constant")),
+        for name, allowed in (("mode", ("parallel", "serial")), ("backend", ("local", "ray")),
+                              ("lr_schedule", ("linear", "constant")),
                               ("protocol", ("paper", "machado")), ("device", ("auto", "cpu", "cuda"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.backend == "ray" and self.mode == "serial":
+            raise ValueError("mode 'serial' acts in the learner's process; it does not combine with backend 'ray'")
         if self.mode == "parallel" and self.batch_size % self.actor_batch != 0:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of envs_per_actor {self.actor_batch}")
+        if self.num_learners < 1 or self.batch_size % self.num_learners != 0:
+            raise ValueError(f"num_learners must be >= 1 and divide batch_size (each learner takes batch_size / "
+                             f"num_learners unrolls), got num_learners={self.num_learners}, "
+                             f"batch_size={self.batch_size}")
 
     @property
     def actor_batch(self) -> int:
-        """Environments per actor (and per unroll slot)."""
+        """Environments per actor (and per unroll slot); by default the largest divisor of batch_size
+        that gives every actor at least one slot per batch (32 envs, 3 actors -> 8)."""
         if self.envs_per_actor:
             return self.envs_per_actor
-        return max(1, self.batch_size // self.num_actors)
+        share = max(1, self.batch_size // self.num_actors)
+        return max(d for d in range(1, share + 1) if self.batch_size % d == 0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,6 +23,7 @@ DEMO_CONFIG = TrainConfig(
     unroll_length=20,
     batch_size=8,
     learning_rate=2e-3,
+    learner_threads=1,  # this small model is faster on one thread; the other core is left to the actor
     log_interval=10.0,
     checkpoint_interval=60.0,
 )

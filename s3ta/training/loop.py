@@ -84,8 +84,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     config, checkpoint = prepare_run(config, run_dir, resume)
     config.save(run_dir / "config.json")
     device = resolve_device(config.device)
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(config.learner_threads or (cores if config.mode == "serial" else max(1, cores - 1)))
+    torch.set_num_threads(config.learner_threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
 
     observation_shape, num_actions, frames_per_step = probe_env(config)
@@ -119,16 +118,27 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     for signum in (signal.SIGINT, signal.SIGTERM):
         handlers[signum] = signal.signal(signum, request_stop)
 
-    runner_type = SerialRunner if config.mode == "serial" else ParallelRunner
-    runner = runner_type(config, agent, device, generation=counters["updates"])
+    if config.backend == "ray":
+        from s3ta.training.ray_runner import RayRunner  # local: Ray is an optional dependency
+
+        runner = RayRunner(config, agent, device, generation=counters["updates"], log=monitor.message)
+    else:
+        runner_type = SerialRunner if config.mode == "serial" else ParallelRunner
+        runner = runner_type(config, agent, device, generation=counters["updates"])
     last_checkpoint = time.monotonic()
     started = time.monotonic()
     start_frames = counters["frames"]
+    learner = None  # the data-parallel learner's rank 0 when num_learners > 1
     try:
+        if config.num_learners > 1:
+            from s3ta.training.distributed import DataParallelLearner
+
+            learner = DataParallelLearner(config, agent, optimizer, scheduler, device, frames_per_update)
         while counters["frames"] < config.total_frames and not stop_signal:
             batch, initial_state = runner.next_batch()
             try:
-                stats = learn(agent, optimizer, scheduler, batch, initial_state, config)
+                stats = learner.learn(batch, initial_state) if learner else \
+                    learn(agent, optimizer, scheduler, batch, initial_state, config)
             except NonFiniteLossError as error:
                 path = checkpoint_now()
                 raise NonFiniteLossError(f"{error}; training stopped, last good weights in {path}") from None
@@ -138,12 +148,14 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
             for episode_return, length in _episodes(batch):
                 counters["episodes"] += 1
                 monitor.episode(counters["frames"], episode_return, length)
-            monitor.update(counters["frames"], counters["updates"], 1.0 / frames_per_step, stats)
+            monitor.update(counters["frames"], counters["updates"], 1.0 / frames_per_step, {**stats, **runner.stats()})
             if time.monotonic() - last_checkpoint >= config.checkpoint_interval:
                 checkpoint_now()
                 last_checkpoint = time.monotonic()
         path = checkpoint_now()
     finally:
+        if learner is not None:
+            learner.close()
         runner.close()
         monitor.close()
         for signum, handler in handlers.items():

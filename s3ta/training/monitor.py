@@ -82,7 +82,7 @@ class Monitor:
             if self.writer:
                 self.writer.flush()
             if self.bar is None:
-                eta = (self.total_frames - frames) / fps if fps and fps > 0 else math.inf
+                eta = max(0, self.total_frames - frames) / fps if fps and fps > 0 else math.inf
                 print(f"frames {frames:,}/{self.total_frames:,} ({100 * frames / self.total_frames:.0f}%) | "
                       f"{sps:,.0f} SPS | ETA {format_duration(eta)} | return {self.mean_return:.3g} "
                       f"(last {len(self.recent_returns)}) | loss {stats.get('loss/total', math.nan):.4g}",

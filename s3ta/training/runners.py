@@ -56,6 +56,10 @@ class SerialRunner:
         if self.acting_agent is not agent:
             self.acting_agent.load_state_dict(agent.state_dict())
 
+    def stats(self) -> dict[str, float]:
+        """Runner counters for the update log (none here)."""
+        return {}
+
     def close(self) -> None:
         self.actor.close()
 
@@ -152,6 +156,10 @@ class ParallelRunner:
             for key, value in agent.state_dict().items():
                 self.shared_weights[key].copy_(value)
             self.version.value += 1
+
+    def stats(self) -> dict[str, float]:
+        """Runner counters for the update log (none here: a dead actor process stops the run)."""
+        return {}
 
     def close(self) -> None:
         for _ in self.processes:
