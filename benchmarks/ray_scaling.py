@@ -20,8 +20,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the s3ta CLI does, bef
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from s3ta import agents, envs  # noqa: E402
+from s3ta import agents  # noqa: E402
 from s3ta.training import TrainConfig  # noqa: E402
+from s3ta.training.loop import probe_env  # noqa: E402
 from s3ta.training.learner import learn, make_optimizer, make_scheduler  # noqa: E402
 from s3ta.training.ray_runner import RayRunner  # noqa: E402
 from throughput import end_to_end, fake_batch, timed  # noqa: E402 - the sibling benchmark's helpers
@@ -31,9 +32,8 @@ def actor_sps(config: TrainConfig, seconds: float) -> float:
     """Agent steps/s one Ray actor delivers to the driver (unrolls of actor_batch envs, no learning)."""
     single = TrainConfig.from_dict({**config.to_dict(), "num_actors": 1, "envs_per_actor": config.actor_batch,
                                     "batch_size": config.actor_batch})
-    probe = envs.make(config.env, 1)
-    agent = agents.build(config.agent, probe.observation_shape, probe.num_actions, **config.agent_overrides)
-    probe.close()
+    shape, num_actions, _ = probe_env(config)
+    agent = agents.build(config.agent, shape, num_actions, **config.agent_overrides)
     runner = RayRunner(single, agent, torch.device("cpu"), log=print)
     try:
         runner.next_batch()  # the actor has started and loaded its weights
@@ -45,9 +45,7 @@ def actor_sps(config: TrainConfig, seconds: float) -> float:
 def learner_sps(config: TrainConfig, seconds: float) -> float:
     """Agent steps/s of learn() alone on a fixed batch [T + 1, B], with the training default threads."""
     torch.set_num_threads(config.learner_threads or os.cpu_count() or 1)
-    probe = envs.make(config.env, 1)
-    shape, num_actions = probe.observation_shape, probe.num_actions
-    probe.close()
+    shape, num_actions, _ = probe_env(config)
     agent = agents.build(config.agent, shape, num_actions, **config.agent_overrides)
     optimizer = make_optimizer(agent, config)
     scheduler = make_scheduler(optimizer, config, 1)
@@ -88,9 +86,7 @@ def main() -> None:
                              backend="ray", ray_address=args.ray_address)
         one_actor = actor_sps(config, args.seconds)
         e2e = end_to_end(config, args.updates)
-        probe = envs.make(args.env, 1)
-        frames_per_step = probe.frames_per_step
-        probe.close()
+        frames_per_step = probe_env(config)[2]
         row = {"agent": args.agent, "env": args.env, "unroll_length": args.unroll_length,
                "batch_size": args.batch_size, "num_actors": count, "envs_per_actor": config.actor_batch,
                "actor_sps": one_actor, "learner_sps": learner, "e2e_sps": e2e, "e2e_fps": e2e * frames_per_step,

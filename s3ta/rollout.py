@@ -23,6 +23,22 @@ class Step(NamedTuple):
     result: TimeStep  # what the environment returned for the action (reward, done, episode stats)
 
 
+def step_inputs(timestep: TimeStep, prev_action: torch.Tensor) -> AgentInputs:
+    """One batched environment step as agent inputs with T = 1, on ``prev_action``'s device."""
+    device = prev_action.device
+    return AgentInputs(
+        obs=torch.from_numpy(timestep.obs).to(device)[None],  # [1, B, C, H, W]
+        prev_action=prev_action[None],
+        prev_reward=torch.from_numpy(np.asarray(timestep.reward, np.float32)).to(device)[None],
+        done=torch.from_numpy(np.asarray(timestep.done, bool)).to(device)[None],
+    )
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """[B, A] policy logits -> [B] actions sampled from their softmax."""
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
 class AgentRunner:
     """Feeds TimeSteps to an agent and picks actions (sampled, or greedy = argmax)."""
 
@@ -38,19 +54,9 @@ class AgentRunner:
 
     @torch.no_grad()
     def step(self, timestep: TimeStep) -> tuple[np.ndarray, AgentOutput]:
-        device = self.device
-        inputs = AgentInputs(
-            obs=torch.from_numpy(timestep.obs).to(device)[None],  # [1, B, C, H, W]
-            prev_action=self.prev_action[None],
-            prev_reward=torch.from_numpy(np.asarray(timestep.reward, np.float32)).to(device)[None],
-            done=torch.from_numpy(np.asarray(timestep.done, bool)).to(device)[None],
-        )
-        output, self.state = self.agent(inputs, self.state)
+        output, self.state = self.agent(step_inputs(timestep, self.prev_action), self.state)
         logits = output.policy_logits[0]  # [B, A]
-        if self.greedy:
-            action = logits.argmax(-1)
-        else:
-            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator).squeeze(-1)
+        action = logits.argmax(-1) if self.greedy else sample_actions(logits, self.generator)
         self.prev_action = action
         squeezed = AgentOutput(*(None if x is None else x[0] for x in output))
         return action.cpu().numpy(), squeezed

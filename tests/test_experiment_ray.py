@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from s3ta.evaluation import cli
+from s3ta.training import TrainConfig
 
 ray = pytest.importorskip("ray")
 
@@ -52,12 +53,13 @@ def test_cells_run_as_ray_tasks_and_finished_ones_are_skipped(tmp_path, capsys):
 
 
 def test_cell_sizes_fit_the_cpus_and_respect_the_grid():
-    assert cell_sizes({}, batch_size=32, cpus=8) == {"num_actors": 4, "learner_threads": 4}  # 7 does not divide 32
-    assert cell_sizes({}, batch_size=30, cpus=4) == {"num_actors": 3, "learner_threads": 1}
-    assert cell_sizes({}, batch_size=32, cpus=1) == {"num_actors": 1, "learner_threads": 1}
-    assert cell_sizes({"mode": "serial"}, batch_size=32, cpus=3) == {"learner_threads": 3}
-    assert cell_sizes({"num_actors": 2}, batch_size=32, cpus=8) == {"learner_threads": 6}
-    assert cell_sizes({"num_actors": 2, "learner_threads": 1}, batch_size=32, cpus=8) == {}
+    assert cell_sizes({}, cpus=8) == {"num_actors": 7, "learner_threads": 8}  # the training defaults on 8 cores
+    assert TrainConfig(batch_size=32, **cell_sizes({}, cpus=8)).actor_batch == 4  # 7 actors: 4 envs each
+    assert cell_sizes({}, cpus=4) == {"num_actors": 3, "learner_threads": 4}
+    assert cell_sizes({}, cpus=1) == {"num_actors": 1, "learner_threads": 1}
+    assert cell_sizes({"mode": "serial"}, cpus=3) == {"learner_threads": 3}
+    assert cell_sizes({"num_actors": 2}, cpus=8) == {"learner_threads": 8}
+    assert cell_sizes({"num_actors": 2, "learner_threads": 1}, cpus=8) == {}
 
 
 def test_missing_ray_names_the_extra_to_install(tmp_path, monkeypatch, capsys):

@@ -7,17 +7,15 @@ budgets are where single runs were seen to pass comfortably (docs/benchmarks.md)
 import numpy as np
 
 from s3ta import envs
-from s3ta.rollout import run_episodes
+from s3ta.evaluation.evaluate import play
 from s3ta.training import TrainConfig, train
 from s3ta.training.checkpoint import load_agent
 
 
 def greedy_return(run_dir, episodes: int = 100) -> float:
     agent, _ = load_agent(run_dir)
-    env = envs.make("catch", 20, seed=123)
-    returns = [r for step in run_episodes(agent, env, episodes, greedy=True, seed=123)
-               for r in step.result.episode_return[step.result.done]]
-    return float(np.mean(returns[:episodes]))
+    played = play(agent, envs.make("catch", 20, seed=123), episodes, greedy=True, seed=123)
+    return float(np.mean([episode.episode_return for episode in played]))
 
 
 def test_s3ta_small_learns_catch_in_serial_mode(tmp_path):

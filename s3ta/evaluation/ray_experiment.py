@@ -15,12 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-try:
-    import ray
-except ModuleNotFoundError:
-    raise ModuleNotFoundError("the ray backend needs Ray, which is not installed: pip install 's3ta[ray]'",
-                              name="ray") from None
-
 from s3ta.evaluation.experiment import (
     Cell,
     CellResult,
@@ -31,19 +25,22 @@ from s3ta.evaluation.experiment import (
     try_cell,
     write_grid,
 )
+from s3ta.optional import import_ray
+from s3ta.training.config import default_num_actors
+
+ray = import_ray()
 
 STOP_GRACE_SECONDS = 120.0  # after Ctrl-C, how long running cells get to checkpoint and return
 
 
-def cell_sizes(train: dict[str, Any], batch_size: int, cpus: float) -> dict[str, int]:
-    """TrainConfig sizes that fit a cell's training into ``cpus`` cores, for those that the grid's
-    ``train`` settings leave open: actor processes on all cores but one (a divisor of batch_size,
-    so that every actor steps the same number of environments) and the learner's threads on the rest."""
+def cell_sizes(train: dict[str, Any], cpus: float) -> dict[str, int]:
+    """TrainConfig sizes for a cell given ``cpus`` cores instead of the whole machine, for those that
+    the grid's ``train`` settings leave open: the training defaults (actors on all cores but one, the
+    learner's threads on all of them) computed for ``cpus``."""
     cores = max(1, int(cpus))
-    if train.get("mode", "parallel") == "serial":
-        return {} if "learner_threads" in train else {"learner_threads": cores}
-    actors = train.get("num_actors") or max(n for n in range(1, max(1, cores - 1) + 1) if batch_size % n == 0)
-    sizes = {"num_actors": actors, "learner_threads": max(1, cores - actors)}
+    sizes = {"learner_threads": cores}
+    if train.get("mode", "parallel") != "serial":
+        sizes["num_actors"] = default_num_actors(cores)
     return {name: value for name, value in sizes.items() if name not in train}
 
 
@@ -55,7 +52,7 @@ def _cell_task(grid_values: dict[str, Any], cell: Cell, root: str, cpus: float) 
     torch.set_num_threads(max(1, int(cpus)))
     grid = Grid.from_dict(grid_values)
     train = default_train()
-    sizes = cell_sizes(grid.train, grid.config(cell).batch_size, cpus)
+    sizes = cell_sizes(grid.train, cpus)
 
     def train_in_cell(config, run_dir, resume=False):  # a resumed run keeps the sizes it was started with
         return train(dataclasses.replace(config, **sizes), run_dir, resume=resume)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from s3ta.agents import AgentInputs, State
+from s3ta.agents import State
 from s3ta.envs.base import TimeStep, VecEnv
+from s3ta.rollout import sample_actions, step_inputs
 
 
 def unroll_specs(unroll_length: int, num_envs: int, observation_shape, num_actions: int) -> dict:
@@ -75,16 +76,10 @@ class Actor:
 
     @torch.no_grad()
     def _act(self, timestep: TimeStep) -> _Entry:
-        inputs = AgentInputs(
-            obs=torch.from_numpy(timestep.obs)[None],  # [1, E, C, H, W]
-            prev_action=self.prev_action[None],
-            prev_reward=torch.from_numpy(np.asarray(timestep.reward, dtype=np.float32))[None],
-            done=torch.from_numpy(np.asarray(timestep.done, dtype=bool))[None],
-        )
         state_before = self.state
-        output, self.state = self.agent(inputs, self.state)
+        output, self.state = self.agent(step_inputs(timestep, self.prev_action), self.state)
         logits = output.policy_logits[0]  # [E, A]
-        action = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator).squeeze(-1)
+        action = sample_actions(logits, self.generator)
         entry = _Entry(timestep, self.prev_action, action, logits, state_before)
         self.prev_action = action
         return entry

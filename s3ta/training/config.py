@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 
-def default_num_actors() -> int:
-    """One actor process per core but one, at least one (the learner's threads use all cores: on CPU,
-    learning costs ~3x acting per step, so actors spend most of their time waiting for free slots)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def default_num_actors(cores: int | None = None) -> int:
+    """One actor process per core but one (of ``cores``, default this machine's), at least one. The
+    learner's threads use all cores: on CPU, learning costs ~3x acting per step, so actors spend most
+    of their time waiting for free slots."""
+    return max(1, (cores or os.cpu_count() or 2) - 1)
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-try:
-    import ray
-    from ray.exceptions import ObjectLostError, RayActorError
-except ModuleNotFoundError:
-    raise ModuleNotFoundError("the ray backend needs Ray, which is not installed: pip install 's3ta[ray]'",
-                              name="ray") from None
-
 from s3ta import agents, envs
 from s3ta.agents import State
+from s3ta.optional import import_ray
 from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
 from s3ta.training.config import TrainConfig
 from s3ta.training.runners import actor_seeds
+
+ray = import_ray()
 
 MAX_FAILURES_IN_A_ROW = 10  # an actor whose last this-many unrolls all failed is broken, not unlucky
 STALL_WARNING_SECONDS = 120.0  # say so when no unroll arrives for this long (e.g. actors unschedulable)
@@ -149,7 +145,7 @@ class RayRunner:
             index = self.pending.pop(ready[0])
             try:
                 unroll, state, info = ray.get(ready[0])
-            except (RayActorError, ObjectLostError) as error:  # the actor (or its node) died: ask its successor
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:  # the actor (or its node) died: ask its successor
                 self.failures[index] += 1
                 if self.failures[index] >= MAX_FAILURES_IN_A_ROW:
                     raise RuntimeError(f"actor {index} failed {self.failures[index]} times in a row; "
