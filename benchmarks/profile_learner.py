@@ -1,13 +1,16 @@
 """Where the learner's time goes (not a test): torch.profiler over a few learn() updates on a fixed
-batch, printing the operators by self CPU time.
+batch, printing the operators by self CPU time, the update rate and the minor page faults per update.
 
-    python benchmarks/profile_learner.py --agent s3ta --env breakout --batch-size 8
+    cd benchmarks && python profile_learner.py --agent s3ta --env breakout --batch-size 8
+    cd benchmarks && python profile_learner.py --agent s3ta --env breakout --system-malloc   # glibc defaults
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the s3ta CLI does, before torch loads
 
@@ -15,6 +18,7 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from s3ta import agents, envs  # noqa: E402
+from s3ta.runtime import tune_allocator  # noqa: E402
 from s3ta.training import TrainConfig  # noqa: E402
 from s3ta.training.learner import learn, make_optimizer, make_scheduler  # noqa: E402
 from throughput import fake_batch  # noqa: E402 - the sibling benchmark's helper
@@ -29,7 +33,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--updates", type=int, default=5, help="profiled updates (after 3 warm-up ones)")
     parser.add_argument("--rows", type=int, default=15, help="operators to list")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocator settings instead of train()'s tune_allocator()")
     args = parser.parse_args()
+
+    if not args.system_malloc:
+        tune_allocator()
 
     torch.set_num_threads(args.threads)
     config = TrainConfig(env=args.env, agent=args.agent, unroll_length=args.unroll_length, batch_size=args.batch_size)
@@ -47,11 +56,18 @@ def main() -> None:
 
     for _ in range(3):
         update()
+    faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+    for _ in range(args.updates):
+        update()
+    seconds = time.perf_counter() - start
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.updates
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(args.updates):
             update()
     print(f"{args.agent} on {args.env}, T = {args.unroll_length}, B = {args.batch_size}, {args.threads} threads, "
-          f"{args.updates} updates")
+          f"{args.updates} updates, {'glibc default' if args.system_malloc else 'tuned'} allocator")
+    print(f"without the profiler: {args.unroll_length * args.batch_size * args.updates / seconds:.1f} learner SPS, "
+          f"{faults:,.0f} minor page faults per update")
     print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
 
 

@@ -3,8 +3,9 @@ env-only steps/s, actor inference steps/s, learner steps/s, end-to-end training 
 frames/s, the model's FLOPs per agent step (acting + learning, torch.utils.flop_counter), and the
 machine's measured fp32 matmul peak, so each line also shows its model-FLOP utilisation (MFU).
 
-    python benchmarks/throughput.py                       # everything (~10 min on 2 cores)
+    python benchmarks/throughput.py                       # everything at the spec's batch of 32 (~20 min on 2 cores)
     python benchmarks/throughput.py --agents s3ta-small --envs catch --seconds 10
+    python benchmarks/throughput.py --table benchmarks/results/throughput.json   # the docs table of a saved run
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import math
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from s3ta import agents, envs  # noqa: E402
 from s3ta.agents import AgentInputs  # noqa: E402
+from s3ta.runtime import tune_allocator  # noqa: E402
 from s3ta.training import TrainConfig, train  # noqa: E402
 from s3ta.training.learner import learn, make_optimizer, make_scheduler  # noqa: E402
 
@@ -136,6 +140,19 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     }
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The docs/benchmarks.md table of a run's rows."""
+    lines = ["| agent | env | env-only SPS | actor SPS (1 thread) | learner SPS (all cores) | end-to-end SPS "
+             "| end-to-end FPS | GFLOP / agent step (act + learn) | learner MFU | end-to-end MFU | e2e / min(env, learner) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['agent']} | {r['env']} | {r['env_sps']:,.0f} | {r['actor_sps']:,.0f} | {r['learner_sps']:,.1f} "
+                     f"| {r['e2e_sps']:,.1f} | {r['e2e_fps']:,.0f} | {r['gflop_per_step']:.3f} ({r['acting_gflop']:.3f} + "
+                     f"{r['learning_gflop']:.3f}) | {100 * r['learner_mfu']:.0f}% | {100 * r['e2e_mfu']:.0f}% "
+                     f"| {100 * r['e2e_vs_bound']:.0f}% |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", nargs="+", default=agents.names())
@@ -145,13 +162,27 @@ def main() -> None:
     parser.add_argument("--e2e-seconds", type=float, default=10.0,
                         help="least measuring time of each end-to-end run (more updates for fast configurations)")
     parser.add_argument("--unroll-length", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="default: the spec's 32")
     parser.add_argument("--learner-threads", type=int, default=0,
                         help="torch threads of the end-to-end learner (0 = the training default)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a saved --json file")
+    parser.add_argument("--row", nargs=2, metavar=("AGENT", "ENV"), help=argparse.SUPPRESS)  # one row, as JSON
+    parser.add_argument("--peak", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        saved = json.loads(Path(args.table).read_text())
+        print(f"fp32 matmul peak: {saved['peak_flops'] / 1e9:.1f} GFLOP/s\n\n{markdown_table(saved['rows'])}")
+        return
 
+    tune_allocator()  # as train() does, so the learner-only rates use the same allocator
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.row:
+        name, env_id = args.row
+        config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size,
+                             learner_threads=args.learner_threads)
+        print(json.dumps(benchmark(name, env_id, config, args.seconds, args.updates, args.e2e_seconds, args.peak)))
+        return
     peak = matmul_peak(args.seconds)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
@@ -161,9 +192,14 @@ def main() -> None:
     rows = []
     for env_id in args.envs:
         for name in args.agents:
-            config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size,
-                                 learner_threads=args.learner_threads)
-            row = benchmark(name, env_id, config, args.seconds, args.updates, args.e2e_seconds, peak)
+            # each row in a fresh process: one row's heap and threads do not carry into the next one's timings
+            command = [sys.executable, __file__, "--row", name, env_id, "--peak", str(peak)] + [
+                f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
+                ("seconds", "updates", "e2e_seconds", "unroll_length", "batch_size", "learner_threads")]
+            done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the {name} / {env_id} row failed (exit code {done.returncode}), see above")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(f"{name:12s} {env_id:9s} {row['env_sps']:9.0f} {row['actor_sps']:9.0f} {row['learner_sps']:9.1f} "
                   f"{row['e2e_sps']:8.1f} {row['e2e_fps']:8.0f} {row['gflop_per_step']:8.3f} "

@@ -21,6 +21,7 @@ from s3ta.agents.core import (
     State,
     as_inputs,
     check_observation,
+    episode_starts,
     init_relu_layers,
     pixels,
     previous_action_reward,
@@ -222,9 +223,11 @@ class AttentionAgent(nn.Module):
         input_gates, action_reward, done = input_gates.unbind(0), action_reward.unbind(0), inputs.done.unbind(0)
 
         vision_h, vision_c, core_h, core_c = state
+        starts = episode_starts(inputs.done)
         outputs = []
         for t in range(steps):
-            vision_h, vision_c, core_h, core_c = reset_state((vision_h, vision_c, core_h, core_c), done[t])
+            if starts[t]:
+                vision_h, vision_c, core_h, core_c = reset_state((vision_h, vision_c, core_h, core_c), done[t])
             vision_h, vision_c = self.convlstm.step(input_gates[t], (vision_h, vision_c))  # O: [B, c, h, w]
             keys, values = vision_h.split([config.key_part_channels, config.value_channels], dim=1)
             queries = self.queries(core_h)

@@ -17,6 +17,7 @@ from s3ta.agents.core import (
     State,
     as_inputs,
     check_observation,
+    episode_starts,
     init_relu_layers,
     pixels,
     previous_action_reward,
@@ -95,8 +96,10 @@ class ResNetAgent(nn.Module):
         if self.config.use_lstm:
             core_input = torch.cat([features, previous_action_reward(inputs, self.num_actions, dtype)], dim=-1)
             core_out = []
-            for step_input, done in zip(core_input.unbind(0), inputs.done.unbind(0)):  # no per-step [t] gradients
-                state = reset_state(state, done)
+            steps_in = zip(core_input.unbind(0), inputs.done.unbind(0), episode_starts(inputs.done))
+            for step_input, done, start in steps_in:  # unbind: no per-step [t] gradients
+                if start:
+                    state = reset_state(state, done)
                 out, state = self.core.step(step_input, state)
                 core_out.append(out)
             features = torch.stack(core_out)  # [T, B, lstm]

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from s3ta import agents
 from s3ta.agents import State
+from s3ta.runtime import tune_allocator
 from s3ta.losses import LossOutput
 from s3ta.training.actor import unroll_specs
 from s3ta.training.config import TrainConfig
@@ -268,6 +269,7 @@ def _worker_main(rank: int, world: int, port: int, backend: str, config_dict: di
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     try:
         config = TrainConfig.from_dict(config_dict)
+        tune_allocator()
         torch.set_num_threads(config.learner_threads or 1)
         device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
         if device.type == "cuda":

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from s3ta import agents, envs
+from s3ta.runtime import tune_allocator
 from s3ta.training.checkpoint import (
     CheckpointError,
     check_compatible,
@@ -84,6 +85,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     config, checkpoint = prepare_run(config, run_dir, resume)
     config.save(run_dir / "config.json")
     device = resolve_device(config.device)
+    tune_allocator()
     torch.set_num_threads(config.learner_threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from s3ta import agents, envs
 from s3ta.agents import State
+from s3ta.runtime import tune_allocator
 from s3ta.optional import import_ray
 from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
 from s3ta.training.config import TrainConfig
@@ -51,6 +52,7 @@ class UnrollWorker:
     A restart by Ray runs ``__init__`` again: a new seed, fresh environments and agent state."""
 
     def __init__(self, index: int, config_dict: dict, description: dict, seed: int):
+        tune_allocator()
         torch.set_num_threads(1)
         with warnings.catch_warnings():  # the property reads a deprecated field inside Ray
             warnings.simplefilter("ignore")

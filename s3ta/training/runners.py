@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from s3ta import agents, envs
 from s3ta.agents import State
+from s3ta.runtime import tune_allocator
 from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
 from s3ta.training.config import TrainConfig
 
@@ -68,6 +69,7 @@ def _actor_main(index: int, config_dict: dict, description: dict, seed: int, sha
                 version, lock, unrolls: list, states: list, free_queue, full_queue, parent_pid: int) -> None:
     """Entry point of one actor process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner decides when to stop
+    tune_allocator()
     torch.set_num_threads(1)
     try:
         config = TrainConfig.from_dict(config_dict)
