@@ -15,7 +15,9 @@ import os
 import platform
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the s3ta CLI does, before torch loads
+from s3ta.runtime import wait_passively  # noqa: E402 - no torch import
+
+wait_passively()  # as the s3ta CLI does, before torch loads
 
 import ray  # noqa: E402
 import torch  # noqa: E402
@@ -23,7 +25,7 @@ import torch  # noqa: E402
 from s3ta import agents  # noqa: E402
 from s3ta.training import TrainConfig  # noqa: E402
 from s3ta.training.loop import probe_env  # noqa: E402
-from s3ta.training.learner import learn, make_optimizer, make_scheduler  # noqa: E402
+from s3ta.training.learner import choose_unroll_threads, learn, make_optimizer, make_scheduler  # noqa: E402
 from s3ta.training.ray_runner import RayRunner  # noqa: E402
 from throughput import end_to_end, fake_batch, timed  # noqa: E402 - the sibling benchmark's helpers
 
@@ -50,8 +52,9 @@ def learner_sps(config: TrainConfig, seconds: float) -> float:
     optimizer = make_optimizer(agent, config)
     scheduler = make_scheduler(optimizer, config, 1)
     batch, initial = fake_batch(config, shape, num_actions), agent.initial_state(config.batch_size)
+    unroll_threads = choose_unroll_threads(agent, config, torch.device("cpu"))
     return config.unroll_length * config.batch_size * timed(
-        lambda: learn(agent, optimizer, scheduler, batch, initial, config), seconds)
+        lambda: learn(agent, optimizer, scheduler, batch, initial, config, unroll_threads), seconds)
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the s3ta CLI does, before torch loads
+from s3ta.runtime import wait_passively  # noqa: E402 - no torch import
+
+wait_passively()  # as the s3ta CLI does, before torch loads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -31,7 +33,7 @@ from s3ta import agents, envs  # noqa: E402
 from s3ta.agents import AgentInputs  # noqa: E402
 from s3ta.runtime import tune_allocator  # noqa: E402
 from s3ta.training import TrainConfig, train  # noqa: E402
-from s3ta.training.learner import learn, make_optimizer, make_scheduler  # noqa: E402
+from s3ta.training.learner import choose_unroll_threads, learn, make_optimizer, make_scheduler  # noqa: E402
 
 
 def timed(step, seconds: float, warmup: int = 1) -> float:
@@ -118,12 +120,13 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     with torch.no_grad():
         actor_sps = config.actor_batch * timed(lambda: agent(inputs, state), seconds)
 
-    torch.set_num_threads(cores)  # the learner alone on the machine
+    torch.set_num_threads(config.learner_threads or cores)  # the learner alone on the machine, threads as in train()
+    unroll_threads = choose_unroll_threads(agent, config, torch.device("cpu"))
     optimizer, batch = make_optimizer(agent, config), fake_batch(config, shape, num_actions)
     scheduler = make_scheduler(optimizer, config, 1)
     initial = agent.initial_state(config.batch_size)
     learner_sps = config.unroll_length * config.batch_size * timed(
-        lambda: learn(agent, optimizer, scheduler, batch, initial, config), seconds)
+        lambda: learn(agent, optimizer, scheduler, batch, initial, config, unroll_threads), seconds)
 
     # enough updates for the measured window (after the first two) to last about e2e_seconds
     steps_per_update = config.unroll_length * config.batch_size
@@ -132,7 +135,8 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     total_flops = acting_flops + learning_flops
     return {
         "agent": agent_name, "env": env_id, "unroll_length": config.unroll_length, "batch_size": config.batch_size,
-        "num_actors": config.num_actors, "e2e_updates": updates, "env_sps": env_sps, "actor_sps": actor_sps, "learner_sps": learner_sps,
+        "num_actors": config.num_actors, "learner_threads": torch.get_num_threads(),
+        "unroll_threads": unroll_threads or torch.get_num_threads(), "e2e_updates": updates, "env_sps": env_sps, "actor_sps": actor_sps, "learner_sps": learner_sps,
         "e2e_sps": e2e_sps, "e2e_fps": e2e_sps * frames_per_step,
         "gflop_per_step": total_flops / 1e9, "acting_gflop": acting_flops / 1e9, "learning_gflop": learning_flops / 1e9,
         "learner_mfu": learner_sps * learning_flops / peak, "e2e_mfu": e2e_sps * total_flops / peak,
@@ -142,7 +146,7 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
 
 def markdown_table(rows: list[dict]) -> str:
     """The docs/benchmarks.md table of a run's rows."""
-    lines = ["| agent | env | env-only SPS | actor SPS (1 thread) | learner SPS (all cores) | end-to-end SPS "
+    lines = ["| agent | env | env-only SPS | actor SPS (1 thread) | learner SPS (as in training) | end-to-end SPS "
              "| end-to-end FPS | GFLOP / agent step (act + learn) | learner MFU | end-to-end MFU | e2e / min(env, learner) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -164,7 +168,9 @@ def main() -> None:
     parser.add_argument("--unroll-length", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="default: the spec's 32")
     parser.add_argument("--learner-threads", type=int, default=0,
-                        help="torch threads of the end-to-end learner (0 = the training default)")
+                        help="torch threads of the learner (0 = the training default, all cores)")
+    parser.add_argument("--unroll-threads", type=int, default=0,
+                        help="threads of the learner's time loop (0 = the training default: 1 for small steps)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a saved --json file")
     parser.add_argument("--row", nargs=2, metavar=("AGENT", "ENV"), help=argparse.SUPPRESS)  # one row, as JSON
@@ -180,7 +186,7 @@ def main() -> None:
     if args.row:
         name, env_id = args.row
         config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size,
-                             learner_threads=args.learner_threads)
+                             learner_threads=args.learner_threads, unroll_threads=args.unroll_threads)
         print(json.dumps(benchmark(name, env_id, config, args.seconds, args.updates, args.e2e_seconds, args.peak)))
         return
     peak = matmul_peak(args.seconds)
@@ -195,7 +201,8 @@ def main() -> None:
             # each row in a fresh process: one row's heap and threads do not carry into the next one's timings
             command = [sys.executable, __file__, "--row", name, env_id, "--peak", str(peak)] + [
                 f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
-                ("seconds", "updates", "e2e_seconds", "unroll_length", "batch_size", "learner_threads")]
+                ("seconds", "updates", "e2e_seconds", "unroll_length", "batch_size", "learner_threads",
+                 "unroll_threads")]
             done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"the {name} / {env_id} row failed (exit code {done.returncode}), see above")

@@ -5,10 +5,10 @@ subcommands through a ``register(subparsers)`` function in its own ``cli`` modul
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from s3ta import __version__
+from s3ta.runtime import wait_passively
 
 # Modules that add subcommands, in the order `s3ta --help` lists them.
 COMMAND_MODULES = ("s3ta.training.cli", "s3ta.analysis.cli", "s3ta.evaluation.cli")
@@ -39,9 +39,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Before torch loads: OpenMP threads that sleep instead of spinning when they wait. With
-    # spinning (the default), a busy core elsewhere slows torch ~50x on a small machine.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    wait_passively()  # before torch loads
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,5 +1,6 @@
-"""Process-wide CPU settings for fast training: a glibc allocator that keeps freed memory for reuse
-instead of returning it to the OS and page-faulting it back on the next update.
+"""Process-wide CPU settings for fast training: OpenMP threads that sleep rather than spin while they
+wait, and a glibc allocator that keeps freed memory for reuse instead of returning it to the OS and
+page-faulting it back on the next update. Importing this module does not import torch.
 
 A learner update allocates and frees the same large activations every time. With glibc's defaults,
 blocks over its mmap threshold (32 MiB at most) are mmapped and unmapped on each use, and a freed
@@ -17,6 +18,15 @@ M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_MAX = -4
 OPT_OUT = "S3TA_MALLOC_TUNING"
 _tuned = False
+
+
+def wait_passively() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already sets it; call it before torch loads.
+
+    With OpenMP's default spinning, a learner whose threads fill a small machine slows down ~50x
+    whenever another process (an actor, a test) holds one of its cores (docs/design.md).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def tune_allocator() -> bool:

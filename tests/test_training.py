@@ -1,6 +1,7 @@
 """Training machinery: unroll alignment, determinism of serial mode, the parallel runner, config
 round-trips, checkpoints (atomic, corrupt, mismatched), resume after SIGKILL, SIGTERM, NaN stops."""
 
+import copy
 import json
 import os
 import signal
@@ -18,7 +19,16 @@ from s3ta.training import TrainConfig, train
 from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
 from s3ta.training.checkpoint import CheckpointError, list_checkpoints, load_agent, load_checkpoint
 from s3ta.training.cli import config_from_args
-from s3ta.training.learner import NonFiniteLossError, learn, make_optimizer, make_scheduler
+from s3ta.training.learner import (
+    SMALL_STEP_FLOPS,
+    NonFiniteLossError,
+    choose_unroll_threads,
+    learn,
+    make_optimizer,
+    make_scheduler,
+    torch_threads,
+    unroll_step_flops,
+)
 
 TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0)
 
@@ -135,8 +145,10 @@ def test_fresh_run_refuses_a_directory_with_checkpoints(tmp_path):
         train(small_config(), tmp_path)
 
 
-def test_nonfinite_loss_raises_a_clear_error():
+@pytest.mark.parametrize("unroll_threads", [None, 1])
+def test_nonfinite_loss_raises_a_clear_error(unroll_threads):
     config = small_config()
+    threads = torch.get_num_threads()
     env = envs.make("catch", 2, seed=0)
     agent = agents.build("s3ta-small", env.observation_shape, env.num_actions)
     actor = Actor(env, agent, 5, seed=0)
@@ -146,8 +158,47 @@ def test_nonfinite_loss_raises_a_clear_error():
     optimizer = make_optimizer(agent, config)
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     with pytest.raises(NonFiniteLossError, match="loss became nan"):
-        learn(agent, optimizer, make_scheduler(optimizer, config, 10), unroll, state, config)
+        learn(agent, optimizer, make_scheduler(optimizer, config, 10), unroll, state, config, unroll_threads)
     assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items()), "no update on a bad loss"
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("name", ["s3ta-small", "lstm", "feedforward"])
+def test_time_loop_on_its_own_threads_is_the_same_update(name):
+    """learn() with unroll_threads cuts the graph at the encoder's output and carries the gradient across."""
+    config = small_config(agent=name)
+    env = envs.make("catch", 2, seed=0)
+    torch.manual_seed(0)
+    agent = agents.build(name, env.observation_shape, env.num_actions)
+    unroll, state = allocate_unroll(unroll_specs(5, 2, env.observation_shape, 3)), allocate_state(agent, 2)
+    Actor(env, agent, 5, seed=0).fill(unroll, state)
+    results = []
+    for unroll_threads in (None, 1):
+        model = copy.deepcopy(agent)
+        optimizer = make_optimizer(model, config)
+        stats = learn(model, optimizer, make_scheduler(optimizer, config, 10), unroll, state, config, unroll_threads)
+        results.append((dict(model.named_parameters()), stats))
+    (whole, whole_stats), (split, split_stats) = results
+    assert split_stats == pytest.approx(whole_stats, rel=1e-5, abs=1e-6)
+    for key, before in agent.named_parameters():
+        assert not torch.equal(split[key], before), f"{key} got no gradient through the split"
+        torch.testing.assert_close(split[key], whole[key])
+
+
+def test_time_loop_threads_follow_the_size_of_a_step():
+    cpu, config = torch.device("cpu"), TrainConfig(batch_size=32)
+    small, big = (agents.build(name, (3, 64, 64), 3) for name in ("s3ta-small", "s3ta"))
+    with torch_threads(2):
+        assert unroll_step_flops(small, 32) < SMALL_STEP_FLOPS < unroll_step_flops(big, 32)
+        assert choose_unroll_threads(small, config, cpu) == 1
+        assert choose_unroll_threads(big, config, cpu) is None  # the learner's own threads: no split
+        assert choose_unroll_threads(big, TrainConfig(batch_size=32, unroll_threads=1), cpu) == 1
+        assert choose_unroll_threads(small, TrainConfig(batch_size=32, num_learners=2), cpu) is None
+        assert choose_unroll_threads(small, config, torch.device("cuda")) is None
+    with torch_threads(1):
+        assert choose_unroll_threads(small, config, cpu) is None
+    with pytest.raises(ValueError, match="unroll_threads"):
+        TrainConfig(unroll_threads=-1)
 
 
 @pytest.mark.parametrize("num_actors, expected", [(1, 32), (2, 16), (3, 8), (7, 4), (15, 2), (40, 1)])

@@ -59,7 +59,8 @@ def build(name: str, observation_shape: tuple[int, int, int], num_actions: int, 
     """Build agent ``name`` for observations (C, H, W) and ``num_actions`` discrete actions.
 
     ``overrides`` replace fields of the preset's config dataclass, e.g. ``num_heads=8``.
-    The returned module has ``initial_state(batch_size)`` and ``forward(inputs, state)``.
+    The returned module has ``initial_state(batch_size)`` and ``forward(inputs, state)``, which is
+    ``unroll(encode(inputs.obs), inputs, state)``: the time-parallel encoder, then the time loop and heads.
     """
     config = config_for(name, **overrides)
     if len(observation_shape) != 3 or min(observation_shape) < 1:

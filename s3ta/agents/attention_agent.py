@@ -206,21 +206,29 @@ class AttentionAgent(nn.Module):
             return self.fixed_queries.unsqueeze(0).expand(batch, -1, -1)
         return None
 
+    def encode(self, obs: Tensor) -> Tensor:
+        """The time-parallel part: vision convs and the ConvLSTM's input convolution of every frame,
+        obs [T, B, C, H, W] uint8 -> input gates [T, B, 4c, h, w]."""
+        check_observation(obs, self.observation_shape)
+        steps, batch = obs.shape[:2]
+        input_gates = self.convlstm.input_conv(self.vision(pixels(obs, self.policy.weight.dtype)))  # [T*B, 4c, h, w]
+        return input_gates.view(steps, batch, *input_gates.shape[1:])
+
     def forward(self, inputs: AgentInputs, state: State,
                 attention_override: AttentionOverride | None = None) -> tuple[AgentOutput, State]:
         """Unroll over T steps. ``attention_override``, for interventions, replaces each step's
         attention weights before the answers are read; outputs then report the weights used."""
         inputs = as_inputs(inputs)
-        check_observation(inputs.obs, self.observation_shape)
-        steps, batch = inputs.obs.shape[:2]
-        config = self.config
+        return self.unroll(self.encode(inputs.obs), inputs, state, attention_override)
 
-        dtype = self.policy.weight.dtype
-        input_gates = self.convlstm.input_conv(self.vision(pixels(inputs.obs, dtype)))  # [T*B, 4c, h, w]
-        input_gates = input_gates.view(steps, batch, *input_gates.shape[1:])  # [T, B, 4c, h, w]
-        action_reward = previous_action_reward(inputs, self.num_actions, dtype)  # [T, B, A + 1]
+    def unroll(self, encoded: Tensor, inputs: AgentInputs, state: State,
+               attention_override: AttentionOverride | None = None) -> tuple[AgentOutput, State]:
+        """The sequential part of ``forward``, step by step from ``encoded = encode(inputs.obs)``."""
+        steps, batch = encoded.shape[:2]
+        config = self.config
+        action_reward = previous_action_reward(inputs, self.num_actions, encoded.dtype)  # [T, B, A + 1]
         # unbind once: indexing [t] inside the loop would cost a full-size zero gradient per step
-        input_gates, action_reward, done = input_gates.unbind(0), action_reward.unbind(0), inputs.done.unbind(0)
+        input_gates, action_reward, done = encoded.unbind(0), action_reward.unbind(0), inputs.done.unbind(0)
 
         vision_h, vision_c, core_h, core_c = state
         starts = episode_starts(inputs.done)

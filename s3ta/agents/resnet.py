@@ -84,17 +84,24 @@ class ResNetAgent(nn.Module):
     def initial_state(self, batch_size: int) -> State:
         return self.core.initial_state(batch_size) if self.config.use_lstm else ()
 
+    def encode(self, obs: Tensor) -> Tensor:
+        """The time-parallel part: the encoder on every frame, obs [T, B, C, H, W] uint8 -> [T, B, hidden]."""
+        check_observation(obs, self.observation_shape)
+        steps, batch = obs.shape[:2]
+        # channels-last: oneDNN runs these narrow 3x3 convolutions ~1.5-2x faster (docs/benchmarks.md)
+        frames = pixels(obs, self.policy.weight.dtype).contiguous(memory_format=torch.channels_last)  # [T*B, C, H, W]
+        return self.encoder(frames).view(steps, batch, -1)
+
     def forward(self, inputs: AgentInputs, state: State) -> tuple[AgentOutput, State]:
         inputs = as_inputs(inputs)
-        check_observation(inputs.obs, self.observation_shape)
-        steps, batch = inputs.obs.shape[:2]
-        dtype = self.policy.weight.dtype
-        # channels-last: oneDNN runs these narrow 3x3 convolutions ~1.5-2x faster (docs/benchmarks.md)
-        frames = pixels(inputs.obs, dtype).contiguous(memory_format=torch.channels_last)  # [T*B, C, H, W]
-        features = self.encoder(frames)  # [T*B, hidden]
-        features = features.view(steps, batch, -1)  # [T, B, hidden]
+        return self.unroll(self.encode(inputs.obs), inputs, state)
+
+    def unroll(self, encoded: Tensor, inputs: AgentInputs, state: State) -> tuple[AgentOutput, State]:
+        """The sequential part of ``forward`` (the LSTM, if any, and the heads) from ``encoded = encode(inputs.obs)``."""
+        features = encoded  # [T, B, hidden]
         if self.config.use_lstm:
-            core_input = torch.cat([features, previous_action_reward(inputs, self.num_actions, dtype)], dim=-1)
+            action_reward = previous_action_reward(inputs, self.num_actions, encoded.dtype)
+            core_input = torch.cat([features, action_reward], dim=-1)
             core_out = []
             steps_in = zip(core_input.unbind(0), inputs.done.unbind(0), episode_starts(inputs.done))
             for step_input, done, start in steps_in:  # unbind: no per-step [t] gradients

@@ -10,7 +10,6 @@ filesystem) and have s3ta installed.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +25,7 @@ from s3ta.evaluation.experiment import (
     write_grid,
 )
 from s3ta.optional import import_ray
+from s3ta.runtime import wait_passively
 from s3ta.training.config import default_num_actors
 
 ray = import_ray()
@@ -46,7 +46,7 @@ def cell_sizes(train: dict[str, Any], cpus: float) -> dict[str, int]:
 
 def _cell_task(grid_values: dict[str, Any], cell: Cell, root: str, cpus: float) -> CellResult:
     """One cell, on whichever node Ray chose: bring it to "trained and evaluated" (try_cell)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch starts threads
+    wait_passively()  # as the CLI does, before torch starts threads
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))

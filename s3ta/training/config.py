@@ -82,6 +82,10 @@ class TrainConfig:
     learner_threads: int = 0
     """torch threads of the learner; 0 = all cores. Learning costs ~3x acting per step, so actors mostly
     wait for free slots and the learner can share their cores (docs/benchmarks.md)."""
+    unroll_threads: int = 0
+    """CPU torch threads of the learner's time loop (forward and backward), the rest of the update keeping
+    learner_threads; 0 = one thread when a step of the loop is small (under 0.5 GFLOP at batch_size), else
+    learner_threads. Small per-step operators lose more to waking threads than they gain (docs/benchmarks.md)."""
     device: str = "auto"
     """Learner device: "auto" (cuda if available), "cpu" or "cuda"."""
     num_learners: int = 1
@@ -106,6 +110,7 @@ class TrainConfig:
             "discount": 0.0 <= self.discount <= 1.0, "reward_clip": self.reward_clip > 0,
             "keep_checkpoints": self.keep_checkpoints > 0, "grad_norm_clip": self.grad_norm_clip >= 0,
             "checkpoint_interval": self.checkpoint_interval > 0, "learner_threads": self.learner_threads >= 0,
+            "unroll_threads": self.unroll_threads >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -23,7 +23,7 @@ DEMO_CONFIG = TrainConfig(
     unroll_length=20,
     batch_size=8,
     learning_rate=2e-3,
-    learner_threads=1,  # this small model is faster on one thread; the other core is left to the actor
+    learner_threads=1,  # at B = 8 a second learner thread gains this small model little; the actor gets that core
     log_interval=10.0,
     checkpoint_interval=60.0,
 )

@@ -7,9 +7,12 @@ data-parallel learner in s3ta.training.distributed reuses around its all-reduces
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from s3ta.agents import AgentInputs, State
 from s3ta.losses import LossOutput, clip_rewards, impala_loss
@@ -17,6 +20,9 @@ from s3ta.training.config import TrainConfig
 
 
 LOSS_TERMS = ("total", "policy_gradient", "baseline", "entropy")  # LossOutput's sums over T and B; the rest are means
+SMALL_STEP_FLOPS = 5e8
+"""A time step of the agent's loop (forward, at the learner's batch) under this many FLOPs runs on one CPU
+thread: its many small operators lose more to waking the other threads than they gain from them."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -47,11 +53,15 @@ def attention_entropy(attention: Tensor) -> Tensor:
 
 
 def forward_loss(agent: nn.Module, batch: dict[str, Tensor], initial_state: State,
-                 config: TrainConfig) -> tuple[LossOutput, Tensor | None]:
+                 config: TrainConfig, encoded: Tensor | None = None) -> tuple[LossOutput, Tensor | None]:
     """The loss of ``batch`` ([T + 1, B, ...]) summed over T and B, and the per-head attention
-    entropy [N] (None for agents without attention); no gradient is taken yet."""
+    entropy [N] (None for agents without attention); no gradient is taken yet. With ``encoded``
+    (``agent.encode(batch["obs"])``, computed by the caller) only the agent's time loop runs here."""
     inputs = AgentInputs(batch["obs"], batch["prev_action"], batch["reward"], batch["done"])
-    output, _ = agent(inputs, initial_state)  # [T + 1, B, ...]
+    if encoded is None:
+        output, _ = agent(inputs, initial_state)  # [T + 1, B, ...]
+    else:
+        output, _ = agent.unroll(encoded, inputs, initial_state)
 
     # Step t's outputs pair with the transition t -> t+1: its reward and whether t+1 starts anew.
     loss = impala_loss(
@@ -101,12 +111,65 @@ def update_stats(loss: LossOutput, head_entropy: Tensor | None, grad_norm: Tenso
     return stats
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op torch threads, then restore the previous number."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def choose_unroll_threads(agent: nn.Module, config: TrainConfig, device: torch.device) -> int | None:
+    """CPU threads for the learner's time loop (``learn``'s ``unroll_threads``): ``config.unroll_threads``, or
+    for 0, one thread when a step of the loop costs under SMALL_STEP_FLOPS at the learner's batch and the
+    learner's threads otherwise (docs/benchmarks.md). None, for no split, on GPU, with data-parallel
+    learners, and where the answer equals the learner's threads."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or config.num_learners > 1 or not hasattr(agent, "unroll"):
+        return None
+    chosen = config.unroll_threads or (1 if unroll_step_flops(agent, config.batch_size) < SMALL_STEP_FLOPS else threads)
+    return chosen if chosen != threads else None
+
+
+@torch.no_grad()
+def unroll_step_flops(agent: nn.Module, batch_size: int) -> int:
+    """FLOPs of one forward step of ``agent.unroll`` for ``batch_size`` environments (blank inputs)."""
+    device = next(agent.parameters()).device
+    inputs = AgentInputs(obs=torch.zeros(1, batch_size, *agent.observation_shape, dtype=torch.uint8, device=device),
+                         prev_action=torch.zeros(1, batch_size, dtype=torch.long, device=device),
+                         prev_reward=torch.zeros(1, batch_size, device=device),
+                         done=torch.zeros(1, batch_size, dtype=torch.bool, device=device))
+    encoded = agent.encode(inputs.obs)
+    with FlopCounterMode(display=False) as counter:
+        agent.unroll(encoded, inputs, agent.initial_state(batch_size))
+    return counter.get_total_flops()
+
+
 def learn(agent: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: dict[str, Tensor],
-          initial_state: State, config: TrainConfig) -> dict[str, float]:
-    """One update on ``batch`` (unroll tensors, [T + 1, B, ...], on the learner's device)."""
-    loss, head_entropy = forward_loss(agent, batch, initial_state, config)
-    check_finite(loss)
-    optimizer.zero_grad(set_to_none=True)
-    loss.total.backward()
+          initial_state: State, config: TrainConfig, unroll_threads: int | None = None) -> dict[str, float]:
+    """One update on ``batch`` (unroll tensors, [T + 1, B, ...], on the learner's device).
+
+    With ``unroll_threads`` (see ``choose_unroll_threads``), the agent's time loop and the loss run, forward
+    and backward, on that many torch threads, and its time-parallel encoder on the current ones: the
+    graph is cut at the encoder's output, whose gradient is carried across by hand.
+    """
+    if unroll_threads is None:
+        loss, head_entropy = forward_loss(agent, batch, initial_state, config)
+        check_finite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+    else:
+        encoded = agent.encode(batch["obs"])  # [T + 1, B, ...]
+        cut = encoded.detach().requires_grad_()
+        with torch_threads(unroll_threads):
+            loss, head_entropy = forward_loss(agent, batch, initial_state, config, encoded=cut)
+            check_finite(loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+        if cut.grad is not None:  # None only if the loss does not depend on the encoder
+            encoded.backward(cut.grad)
     grad_norm, lr = clip_and_step(agent, optimizer, scheduler, config)
     return update_stats(loss, head_entropy, grad_norm, lr)

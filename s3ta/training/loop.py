@@ -23,7 +23,7 @@ from s3ta.training.checkpoint import (
     save_checkpoint,
 )
 from s3ta.training.config import TrainConfig
-from s3ta.training.learner import NonFiniteLossError, learn, make_optimizer, make_scheduler
+from s3ta.training.learner import NonFiniteLossError, choose_unroll_threads, learn, make_optimizer, make_scheduler
 from s3ta.training.monitor import Monitor
 from s3ta.training.runners import ParallelRunner, SerialRunner
 
@@ -94,6 +94,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     frames_per_update = config.unroll_length * config.batch_size * frames_per_step
     optimizer = make_optimizer(agent, config)
     scheduler = make_scheduler(optimizer, config, frames_per_update)
+    unroll_threads = choose_unroll_threads(agent, config, device)
     counters = {"frames": 0, "updates": 0, "episodes": 0}
     if checkpoint is not None:
         check_compatible(checkpoint, agents.describe(agent))
@@ -140,7 +141,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
             batch, initial_state = runner.next_batch()
             try:
                 stats = learner.learn(batch, initial_state) if learner else \
-                    learn(agent, optimizer, scheduler, batch, initial_state, config)
+                    learn(agent, optimizer, scheduler, batch, initial_state, config, unroll_threads)
             except NonFiniteLossError as error:
                 path = checkpoint_now()
                 raise NonFiniteLossError(f"{error}; training stopped, last good weights in {path}") from None
