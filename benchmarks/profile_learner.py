@@ -70,7 +70,7 @@ def main() -> None:
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(args.updates):
             update()
-    print(f"{args.agent} on {args.env}, T = {args.unroll_length}, B = {args.batch_size}, {args.threads} threads, "
+    print(f"{args.agent} on {args.env}, T = {args.unroll_length}, B = {args.batch_size}, {args.threads} threads "
           f"(time loop: {unroll_threads or args.threads}), {args.updates} updates, "
           f"{'glibc default' if args.system_malloc else 'tuned'} allocator")
     print(f"without the profiler: {args.unroll_length * args.batch_size * args.updates / seconds:.1f} learner SPS, "

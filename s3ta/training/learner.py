@@ -7,7 +7,7 @@ data-parallel learner in s3ta.training.distributed reuses around its all-reduces
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from s3ta.agents import AgentInputs, State
 from s3ta.losses import LossOutput, clip_rewards, impala_loss
+from s3ta.training.actor import allocate_unroll, unroll_specs
 from s3ta.training.config import TrainConfig
 
 
@@ -52,12 +53,17 @@ def attention_entropy(attention: Tensor) -> Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean(dim=(0, 1))
 
 
+def agent_inputs(batch: dict[str, Tensor]) -> AgentInputs:
+    """The agent's inputs from a batch of unrolls (its other tensors are the loss's)."""
+    return AgentInputs(batch["obs"], batch["prev_action"], batch["reward"], batch["done"])
+
+
 def forward_loss(agent: nn.Module, batch: dict[str, Tensor], initial_state: State,
                  config: TrainConfig, encoded: Tensor | None = None) -> tuple[LossOutput, Tensor | None]:
     """The loss of ``batch`` ([T + 1, B, ...]) summed over T and B, and the per-head attention
     entropy [N] (None for agents without attention); no gradient is taken yet. With ``encoded``
     (``agent.encode(batch["obs"])``, computed by the caller) only the agent's time loop runs here."""
-    inputs = AgentInputs(batch["obs"], batch["prev_action"], batch["reward"], batch["done"])
+    inputs = agent_inputs(batch)
     if encoded is None:
         output, _ = agent(inputs, initial_state)  # [T + 1, B, ...]
     else:
@@ -128,7 +134,7 @@ def choose_unroll_threads(agent: nn.Module, config: TrainConfig, device: torch.d
     learner's threads otherwise (docs/benchmarks.md). None, for no split, on GPU, with data-parallel
     learners, and where the answer equals the learner's threads."""
     threads = torch.get_num_threads()
-    if device.type != "cpu" or config.num_learners > 1 or not hasattr(agent, "unroll"):
+    if device.type != "cpu" or config.num_learners > 1 or (threads == 1 and not config.unroll_threads):
         return None
     chosen = config.unroll_threads or (1 if unroll_step_flops(agent, config.batch_size) < SMALL_STEP_FLOPS else threads)
     return chosen if chosen != threads else None
@@ -136,12 +142,8 @@ def choose_unroll_threads(agent: nn.Module, config: TrainConfig, device: torch.d
 
 @torch.no_grad()
 def unroll_step_flops(agent: nn.Module, batch_size: int) -> int:
-    """FLOPs of one forward step of ``agent.unroll`` for ``batch_size`` environments (blank inputs)."""
-    device = next(agent.parameters()).device
-    inputs = AgentInputs(obs=torch.zeros(1, batch_size, *agent.observation_shape, dtype=torch.uint8, device=device),
-                         prev_action=torch.zeros(1, batch_size, dtype=torch.long, device=device),
-                         prev_reward=torch.zeros(1, batch_size, device=device),
-                         done=torch.zeros(1, batch_size, dtype=torch.bool, device=device))
+    """FLOPs of one forward step of ``agent.unroll`` for ``batch_size`` environments (blank inputs, on CPU)."""
+    inputs = agent_inputs(allocate_unroll(unroll_specs(0, batch_size, agent.observation_shape, agent.num_actions)))
     encoded = agent.encode(inputs.obs)
     with FlopCounterMode(display=False) as counter:
         agent.unroll(encoded, inputs, agent.initial_state(batch_size))
@@ -156,20 +158,16 @@ def learn(agent: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: 
     and backward, on that many torch threads, and its time-parallel encoder on the current ones: the
     graph is cut at the encoder's output, whose gradient is carried across by hand.
     """
-    if unroll_threads is None:
-        loss, head_entropy = forward_loss(agent, batch, initial_state, config)
+    encoded = cut = None
+    if unroll_threads is not None:
+        encoded = agent.encode(batch["obs"])  # [T + 1, B, ...]
+        cut = encoded.detach().requires_grad_()
+    with torch_threads(unroll_threads) if unroll_threads is not None else nullcontext():
+        loss, head_entropy = forward_loss(agent, batch, initial_state, config, encoded=cut)
         check_finite(loss)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
-    else:
-        encoded = agent.encode(batch["obs"])  # [T + 1, B, ...]
-        cut = encoded.detach().requires_grad_()
-        with torch_threads(unroll_threads):
-            loss, head_entropy = forward_loss(agent, batch, initial_state, config, encoded=cut)
-            check_finite(loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-        if cut.grad is not None:  # None only if the loss does not depend on the encoder
-            encoded.backward(cut.grad)
+    if encoded is not None:
+        encoded.backward(cut.grad)
     grad_norm, lr = clip_and_step(agent, optimizer, scheduler, config)
     return update_stats(loss, head_entropy, grad_norm, lr)

@@ -107,6 +107,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     monitor = Monitor(run_dir, config.total_frames, counters["frames"], config.log_interval, stream=stream)
     if checkpoint is not None:
         monitor.message(f"resumed from {checkpoint.path.name} at {counters['frames']:,} frames")
+    if unroll_threads is not None:
+        monitor.message(f"learner: encoder on {torch.get_num_threads()} thread(s), time loop on {unroll_threads} "
+                        f"(unroll_threads)")
 
     def checkpoint_now() -> Path:
         return save_checkpoint(run_dir, model=agent, optimizer=optimizer, scheduler=scheduler, counters=counters,
