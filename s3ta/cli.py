@@ -1,17 +1,129 @@
 """The `s3ta` command line: the only place that parses argv. Each subsystem contributes its
 subcommands through a ``register(subparsers)`` function in its own ``cli`` module.
+
+Errors follow one convention for every command: one line on stderr, ``s3ta <command>: error: ...``,
+as argparse prints its own. Bad input (``UsageError``, and the library's ``ValueError``s: a bad
+value, a checkpoint or recording that is not one, an output that would replace a user's file
+without ``--force``) and a named path that does not exist exit with 2; other filesystem faults
+(``--out`` is a file, a read-only directory, a full disk) exit with 1. Handlers get the convention
+from ``command(name)``; ``main`` applies it too, to any handler that is not decorated.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from typing import Callable
 
 from s3ta import __version__
 from s3ta.runtime import wait_passively
 
 # Modules that add subcommands, in the order `s3ta --help` lists them.
-COMMAND_MODULES = ("s3ta.training.cli", "s3ta.analysis.cli", "s3ta.evaluation.cli")
+COMMAND_MODULES = ("s3ta.training.cli", "s3ta.analysis.cli", "s3ta.evaluation.cli", "s3ta.zoo.cli")
+BAD_INPUT, FAILED = 2, 1  # exit statuses: argparse's for bad input; 1 for a fault met while working
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad input that argparse could not catch (flags that contradict, a path of the wrong kind).
+    The message is one line saying what is wrong and what is valid; the exit status is 2."""
+
+
+def error_line(error: BaseException) -> str:
+    """One line for an expected error: an OSError as "path: strerror", anything else its first line."""
+    if isinstance(error, OSError) and error.strerror:
+        paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+        return (f"{' -> '.join(paths)}: " if paths else "") + error.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def exit_status(error: BaseException) -> int | None:
+    """The exit status of an expected error (module docstring), None for anything else (a bug: traceback)."""
+    if isinstance(error, (UsageError, ValueError, FileNotFoundError)):
+        return BAD_INPUT
+    if isinstance(error, OSError):
+        return FAILED
+    return None
+
+
+def report_error(name: str, error: BaseException, faults: tuple[type[BaseException], ...] = ()) -> int | None:
+    """Print ``s3ta <name>: error: <line>`` and return the exit status (1 for one of ``faults``), or
+    None (and print nothing) when ``error`` is not an expected one."""
+    status = FAILED if isinstance(error, faults) else exit_status(error)
+    if status is not None:
+        print(f"s3ta {name}: error: {error_line(error)}", file=sys.stderr)
+    return status
+
+
+def command(name: str, faults: tuple[type[BaseException], ...] = ()) -> Callable[[Handler], Handler]:
+    """Decorate the handler of ``s3ta <name>`` with the error convention of the module docstring.
+
+    ``faults``: further exception types that end the command with one line and exit status 1 (a
+    fault met while working, e.g. a diverged loss), checked before the convention's types.
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return int(handler(args) or 0)
+            except (UsageError, OSError, ValueError, *faults) as error:
+                status = report_error(name, error, faults)
+                if status is None:
+                    raise
+                return status
+
+        run.command_name = name  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+# --- argument types: a bad value is an argparse error naming the flag and the valid range --------------
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def percent_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {value:g}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,16 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    listing = subparsers.add_parser("list", help="list the built-in agents and environments")
+    listing = subparsers.add_parser("list", help="list the built-in agents and environments",
+                                    description="List the agent names and the built-in and Atari environment ids.")
     listing.set_defaults(func=_list)
     return parser
 
 
 def _list(args: argparse.Namespace) -> int:
-    from s3ta import agents, envs
+    from s3ta import agents, envs, zoo
+    from s3ta.training.config import preset_names
 
     print("agents:", ", ".join(agents.names()))
     print("environments:", ", ".join(envs.list_envs()), "(and any Gymnasium id with image observations)")
+    print("training presets (s3ta train --config NAME):", ", ".join(preset_names()))
+    print("zoo agents (zoo:NAME wherever a checkpoint is taken):", ", ".join(zoo.names()) or "none")
     return 0
 
 
@@ -50,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (UsageError, OSError, ValueError) as error:  # a handler without @command
+        status = report_error(getattr(args.func, "command_name", args.command), error)
+        if status is None:
+            raise
+        return status
 
 
 if __name__ == "__main__":

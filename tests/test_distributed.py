@@ -94,6 +94,7 @@ def _rank_main(rank: int, world: int, port: int, cases: dict, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_on_half_batches_make_the_one_learner_update(tmp_path):
     cases, expected = {}, {}
     for name, config in CASES.items():
@@ -122,6 +123,7 @@ def test_two_ranks_on_half_batches_make_the_one_learner_update(tmp_path):
         assert unchanged0 and unchanged1
 
 
+@pytest.mark.slow
 def test_train_with_two_learners_matches_one_and_keeps_ranks_in_sync(tmp_path, monkeypatch):
     checks = []
     close = DataParallelLearner.close

@@ -98,8 +98,9 @@ def test_play_takes_each_slots_first_episodes_whatever_their_length():
 
 def test_play_reports_each_counted_episode():
     seen = []
-    play(UniformAgent(), LengthByIndexEnv(2), 3, on_episode=lambda *episode: seen.append(episode))
-    assert sorted(seen) == [(0, 0.0, 1), (0, 1.0, 2), (1, 100.0, 2)]
+    played = play(UniformAgent(), LengthByIndexEnv(2), 3, on_episode=seen.append)
+    assert sorted(seen) == [(0, 0, 0.0, 1), (1, 0, 1.0, 2), (2, 1, 100.0, 2)]
+    assert sorted(seen) == played  # each reported with the index it has in the returned (saved) order
 
 
 def test_summary_of_an_atari_game_has_the_human_normalised_score():

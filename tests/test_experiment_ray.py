@@ -29,6 +29,7 @@ def experiment_argv(out, *extra):
             "--batch-size", "2", "--eval-episodes", "2", "--log-interval", "1000", *extra]
 
 
+@pytest.mark.slow  # a local Ray instance and real training cells: ~a minute
 def test_cells_run_as_ray_tasks_and_finished_ones_are_skipped(tmp_path, capsys):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -5,11 +5,14 @@ budgets are where single runs were seen to pass comfortably (docs/benchmarks.md)
 """
 
 import numpy as np
+import pytest
 
 from s3ta import envs
 from s3ta.evaluation.evaluate import play
 from s3ta.training import TrainConfig, train
 from s3ta.training.checkpoint import load_agent
+
+pytestmark = pytest.mark.slow  # minutes each
 
 
 def greedy_return(run_dir, episodes: int = 100) -> float:
@@ -34,9 +37,12 @@ def test_lstm_baseline_learns_catch_in_parallel_mode(tmp_path):
     config = TrainConfig(env="catch", agent="lstm", agent_overrides={**NARROW_RESNET, "lstm_size": 128},
                          total_frames=80_000, unroll_length=20, batch_size=16, learning_rate=1e-3, mode="parallel",
                          num_actors=1, log_interval=1e9)
-    summary = train(config, tmp_path)  # parallel mode is not deterministic: thresholds leave a margin
-    assert summary["mean_recent_return"] > -0.6, summary
-    assert greedy_return(tmp_path) > -0.3
+    # Parallel mode is not deterministic. One run: -0.35 by 17k frames, -0.2 by 48k, at the end 0.0 (last 100
+    # episodes) and 0.2 greedy. The thresholds (a third of the balls caught, then nearly half, against 1 in 8 by
+    # a random policy) leave ~3 standard errors of the 100-episode means below that run.
+    summary = train(config, tmp_path)
+    assert summary["mean_recent_return"] > -0.3, summary
+    assert greedy_return(tmp_path) > -0.1
 
 
 def test_feedforward_baseline_learns_catch_in_serial_mode(tmp_path):

@@ -25,6 +25,8 @@ from s3ta.training.ray_runner import RayRunner  # noqa: E402
 
 from test_learning import NARROW_RESNET, greedy_return  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a local Ray instance for the module; runs of a minute or more
+
 CATCH_EPISODE = 7  # agent steps of every catch episode; all envs of an actor start together
 
 

@@ -240,6 +240,7 @@ def _train_command(out: Path, total_frames: int) -> list[str]:
             "--checkpoint-interval", "0.5", "--log-interval", "1"]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path):
     process = subprocess.Popen(_train_command(tmp_path, 10**9), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(lambda: any(load_checkpoint(p).counters["frames"] > 0 for p in list_checkpoints(tmp_path)), 120, process)
@@ -261,6 +262,7 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path):
     assert lines[-1]["frames"] <= total
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     process = subprocess.Popen(_train_command(tmp_path, 10**9), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
@@ -272,6 +274,7 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path).counters["frames"] > 0
 
 
+@pytest.mark.slow
 def test_parallel_training_runs_on_atari(tmp_path):
     config = TrainConfig(env="breakout", agent="s3ta-small", total_frames=2 * 4 * 2 * 4, unroll_length=4,
                          batch_size=2, num_actors=1, mode="parallel", log_interval=1000.0)

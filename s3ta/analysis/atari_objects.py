@@ -3,10 +3,12 @@ Atari environment that exposes the RAM (ale-py's vector env does not).
 
 RAM addresses and pixel offsets follow OCAtari's "revised" RAM extraction (Delfosse et al. 2023,
 "OCAtari: Object-Centric Atari 2600 Reinforcement Learning Environments", github.com/k4ntz/OC_Atari,
-files ``ocatari/ram/{breakout,pong,seaquest,spaceinvaders,mspacman}.py``). OCAtari itself is not a
-dependency: it pins numpy < 2 and pulls in pygame, OpenCV, scikit-learn and pandas. Boxes are in
+files ``ocatari/ram/{breakout,pong,seaquest,spaceinvaders,mspacman,enduro}.py``). OCAtari itself is
+not a dependency: it pins numpy < 2 and pulls in pygame, OpenCV, scikit-learn and pandas. Boxes are in
 pixels of the raw 210 x 160 screen, half-open (x0, y0, x1, y1) like the built-in tasks' boxes;
-HUD elements (score, lives) are left out. Each decoder was checked by drawing its boxes on frames.
+HUD elements (score, lives) are left out. Each decoder is checked frame by frame against the
+sprites on the screen by ``atari_validation`` (per-class match rates in docs/interpretability.md);
+that check found the Seaquest sharks' bob (RAM 93) and the 8 blanked columns on its left.
 """
 
 from __future__ import annotations
@@ -89,9 +91,12 @@ def _seaquest(ram: np.ndarray) -> list[Box]:
     ram = np.asarray(ram, np.int64)
     boxes = [_box("player", ram[70], ram[97] + 32, 16, 11)]
     submarine = [3 < ram[89 + i] % 8 < 7 for i in range(4)]
+    bob = ram[93] - 4  # sharks swim up and down together: -4..3 px around their lane (checked on screen)
     for i in range(4):  # 4 lanes; up to 3 enemies each at x, x + 16, x + 32
         variation, x, y = ram[36 + i], ram[30 + i], 141 - 24 * i
         label, size = ("enemy_submarine", (8, 11)) if submarine[i] else ("shark", (8, 7))
+        if label == "shark":
+            y += bob
         if variation >= 4 and x < 160:
             boxes.append(_box(label, x, y, *size))
         if variation % 2 == 1 and (x + 32) % 256 < 160:
@@ -142,22 +147,33 @@ def _ms_pacman(ram: np.ndarray) -> list[Box]:
     return boxes
 
 
+def _enduro(ram: np.ndarray) -> list[Box]:
+    # The player's car only (OCAtari decodes no other car); its row is fixed on screen.
+    return [_box("player", int(-0.566 * int(ram[54]) + 146), 144, 16, 10)]
+
+
 DECODERS: dict[str, Callable[[np.ndarray], list[Box]]] = {
     "breakout": _breakout,
     "pong": _pong,
     "seaquest": _seaquest,
     "space_invaders": _space_invaders,
     "ms_pacman": _ms_pacman,
+    "enduro": _enduro,
 }
 
 
+# Columns each game blanks on the left of every line (the Atari's HMOVE bar): objects there are hidden.
+HIDDEN_LEFT = {"seaquest": 8}
+
+
 def objects_from_ram(game: str, ram: np.ndarray, height: int = 210, width: int = 160) -> tuple[np.ndarray, list[str]]:
-    """Boxes float32 [K, 4] (x0, y0, x1, y1, clipped to the screen, empty ones dropped) and labels."""
+    """Boxes float32 [K, 4] (x0, y0, x1, y1, clipped to the visible screen, empty ones dropped) and labels."""
     if game not in DECODERS:
         raise ValueError(f"no RAM object table for {game!r}; games with one: {', '.join(DECODERS)}")
     boxes, labels = [], []
+    left = float(HIDDEN_LEFT.get(game, 0))
     for label, x, y, w, h in DECODERS[game](np.asarray(ram)):
-        x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)
+        x0, y0, x1, y1 = max(x, left), max(y, 0.0), min(x + w, width), min(y + h, height)
         if x1 > x0 and y1 > y0:
             boxes.append((x0, y0, x1, y1))
             labels.append(label)
@@ -203,7 +219,7 @@ class RamAtariEnv:
 
     def _reset_game(self) -> None:
         self._ale.reset_game()
-        for _ in range(int(self._rng.integers(0, self.noop_max + 1)) if self.noop_max else 0):
+        for _ in range(int(self._rng.integers(1, self.noop_max + 1)) if self.noop_max else 0):  # 1..noop_max
             self._ale.act(self._actions[0])
             if self._ale.game_over():
                 self._ale.reset_game()

@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from s3ta.cli import (UsageError, command, non_negative_int, percent_float, positive_float, positive_int,
+                      unit_float)
 
 SUBCOMMANDS = ("record", "video", "view", "whatwhere", "saliency", "intervene", "inject", "grounding")
 
@@ -25,47 +28,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", nargs="?", help="checkpoint file or run directory (or use --agent for an untrained agent)")
     p.add_argument("--agent", help="build an untrained agent of this name instead of loading a checkpoint")
     p.add_argument("--env", help="environment id (default: the checkpoint's training env)")
-    p.add_argument("--episodes", type=int, default=1, help="episodes to record (default 1)")
+    p.add_argument("--episodes", type=positive_int, default=1, help="episodes to record (default 1)")
     p.add_argument("--seed", type=int, help="seed of the env, the action sampling and an untrained agent's init "
-                                         "(default: the checkpoint's training seed, as `s3ta evaluate`; else 0)")
-    p.add_argument("--protocol", help="Atari protocol, paper or machado (default: the checkpoint's, else paper)")
+                                         "(default: the checkpoint's training seed, as in `s3ta eval`; else 0)")
+    p.add_argument("--protocol", choices=("paper", "machado"),
+                   help="Atari protocol (default: the checkpoint's, else paper)")
     p.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps even if episodes are unfinished")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps even if episodes are unfinished")
     p.add_argument("--no-ram", action="store_true", help="Atari: use the vector env (no RAM, no ground-truth boxes)")
-    p.add_argument("--out", required=True, help="recording directory to write")
-    p.set_defaults(func=_guard(_record))
+    p.add_argument("--out", required=True, help="recording directory to write (new or empty)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a recording already in --out, and with it everything in that directory made from "
+                        "it (videos, viewer, analyses); default: refuse, exit 2")
+    p.set_defaults(func=command("explain record")(_record))
 
     p = commands.add_parser("video", help="MP4 or GIF with per-head overlays and timelines")
     _recording_arg(p)
     p.add_argument("--out", help="output .mp4 or .gif (default: RECORDING/video.mp4)")
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest")
-    p.add_argument("--opacity", type=float, default=0.7)
-    p.add_argument("--mode", choices=("attention", "whatwhere"), default="attention")
+    p.add_argument("--fps", type=positive_float, default=15.0,
+                   help="frames per second of the video, one recorded step per frame (default 15)")
+    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
+                   help="how attention maps are enlarged to the frame: blocks or smooth (default nearest)")
+    p.add_argument("--opacity", type=unit_float, default=0.7,
+                   help="opacity of the attention overlay on the frame, 0 (frame only) to 1 (default 0.7)")
+    p.add_argument("--mode", choices=("attention", "whatwhere"), default="attention",
+                   help="overlay each head's attention, or its what/where split (default attention)")
     _episode_args(p)
-    p.set_defaults(func=_guard(_video))
+    p.set_defaults(func=command("explain video")(_video))
 
     p = commands.add_parser("view", help="write the self-contained interactive HTML viewer")
     _recording_arg(p)
     p.add_argument("--out", help="output .html (default: RECORDING/viewer.html)")
     _episode_args(p)
-    p.set_defaults(func=_guard(_view))
+    p.set_defaults(func=command("explain view")(_view))
 
     p = commands.add_parser("whatwhere", help="content ('what') vs spatial ('where') logits per head over time")
     _recording_arg(p)
     _out_arg(p)
-    p.add_argument("--frames", type=int, default=3, help="frames to draw in the PNG (default 3)")
-    p.set_defaults(func=_guard(_whatwhere))
+    p.add_argument("--frames", type=positive_int, default=3, help="frames to draw in the PNG (default 3)")
+    p.set_defaults(func=command("explain whatwhere")(_whatwhere))
 
     p = commands.add_parser("saliency", help="Greydanus perturbation saliency of policy and value (any agent)")
     _recording_arg(p)
     _model_arg(p)
     _out_arg(p)
-    p.add_argument("--steps", type=int, nargs="+", help="recorded steps (default: --num-steps spread over the recording)")
-    p.add_argument("--num-steps", type=int, default=3, help="how many steps when --steps is not given (default 3)")
-    p.add_argument("--stride", type=int, default=5, help="pixels between perturbation centres (default 5)")
-    p.add_argument("--sigma", type=float, default=5.0, help="std of the perturbation mask in pixels (default 5)")
-    p.set_defaults(func=_guard(_saliency))
+    p.add_argument("--steps", type=non_negative_int, nargs="+",
+                   help="recorded steps (default: --num-steps spread over the recording)")
+    p.add_argument("--num-steps", type=positive_int, default=3, help="how many steps when --steps is not given (default 3)")
+    p.add_argument("--stride", type=positive_int, default=5, help="pixels between perturbation centres (default 5)")
+    p.add_argument("--sigma", type=positive_float, default=5.0, help="std of the perturbation mask in pixels (default 5)")
+    p.set_defaults(func=command("explain saliency")(_saliency))
 
     p = commands.add_parser("intervene", help="replace a head's attention or mask attended pixels; policy KL, flips, value change")
     _recording_arg(p)
@@ -77,30 +89,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--other-head", type=int, help="swap: the head to swap with")
     p.add_argument("--shift", type=int, nargs=2, default=(3, 3), metavar=("DY", "DX"), help="shift in cells (default 3 3)")
     p.add_argument("--from-step", type=int, help="freeze: the recorded step whose map is used (default: the middle)")
-    p.add_argument("--percent", type=float, default=10.0, help="mask modes: percent of pixels masked (default 10)")
-    p.add_argument("--random-repeats", type=int, default=3, help="random masks averaged in the panel (default 3)")
+    p.add_argument("--percent", type=percent_float, default=10.0,
+                   help="mask modes: percent of pixels masked, in (0, 100] (default 10)")
+    p.add_argument("--random-repeats", type=positive_int, default=3, help="random masks averaged in the panel (default 3)")
     p.add_argument("--seed", type=int, default=0, help="mask-random: seed")
     p.add_argument("--persistent", action="store_true", help="intervene at every step and carry the state (default: each step alone)")
-    p.set_defaults(func=_guard(_intervene))
+    p.set_defaults(func=command("explain intervene")(_intervene))
 
     p = commands.add_parser("inject", help="paste a sprite into the frames; attention on it and policy change vs a control")
     _recording_arg(p)
     _model_arg(p)
     _out_arg(p)
     p.add_argument("--sprite", default="shark", help="built-in sprite (shark, invader, square) or a .png file")
-    p.add_argument("--scale", type=int, default=1, help="integer enlargement of the sprite")
+    p.add_argument("--scale", type=positive_int, default=1, help="integer enlargement of the sprite (default 1)")
     p.add_argument("--colour", type=int, nargs=3, metavar=("R", "G", "B"), help="recolour the sprite")
     p.add_argument("--at", type=float, nargs=2, metavar=("X", "Y"), help="top-left pixel at onset (default: frame centre)")
     p.add_argument("--velocity", type=float, nargs=2, default=(0.0, 0.0), metavar=("VX", "VY"), help="pixels per step")
     p.add_argument("--path", help="waypoints 'x,y;x,y;...' visited evenly after --at (instead of --velocity)")
     p.add_argument("--onset", type=int, help="first recorded step with the sprite (default: a third of the way in)")
     p.add_argument("--duration", type=int, help="steps the sprite stays (default: to the end)")
-    p.set_defaults(func=_guard(_inject))
+    p.set_defaults(func=command("explain inject")(_inject))
 
     p = commands.add_parser("grounding", help="attention mass on ground-truth objects vs area-matched chance")
     _recording_arg(p)
     _out_arg(p)
-    p.set_defaults(func=_guard(_grounding))
+    p.set_defaults(func=command("explain grounding")(_grounding))
+
+    # --- spec section 7 (issue 14): faithfulness, sanity, closed-loop, audit; see audit_cli.py ---
+    from s3ta.analysis.audit_cli import register_audit_commands
+
+    register_audit_commands(commands)
 
 
 # --- argument helpers ------------------------------------------------------------------------
@@ -117,28 +135,9 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _episode_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--episodes", type=int, nargs="+", help="episode indices to show (default: all)")
-    p.add_argument("--max-steps", type=int, help="show at most this many steps")
-
-
-def _guard(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn expected failures (bad paths, wrong recordings, bad values) into one-line errors."""
-
-    def run(args: argparse.Namespace) -> int:
-        from s3ta.analysis.recording import RecordingError
-
-        try:
-            from s3ta.training.checkpoint import CheckpointError
-        except ImportError:  # pragma: no cover - training not installed
-            CheckpointError = RecordingError  # noqa: N806
-        try:
-            return command(args)
-        except (RecordingError, CheckpointError, ValueError, FileNotFoundError) as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"s3ta explain {args.explain_command}: error: {message}", file=sys.stderr)
-            return 2
-
-    return run
+    p.add_argument("--episodes", type=non_negative_int, nargs="+",
+                   help="episode indices to show, from 0 as the video and viewer number them (default: all)")
+    p.add_argument("--max-steps", type=positive_int, help="show at most this many steps")
 
 
 def _load(path: str):
@@ -153,9 +152,10 @@ def _model(args: argparse.Namespace, recording):
 
         agent, _ = load_agent(args.checkpoint)
         expected = tuple(recording.meta["observation_shape"])
-        if tuple(agent.observation_shape) != expected:
-            raise ValueError(f"checkpoint {args.checkpoint} is for observations {tuple(agent.observation_shape)}, "
-                             f"the recording has {expected}")
+        if tuple(agent.observation_shape) != expected or agent.num_actions != len(recording.action_names):
+            raise ValueError(f"checkpoint {args.checkpoint} is for observations {tuple(agent.observation_shape)} and "
+                             f"{agent.num_actions} actions, the recording has observations {expected} and "
+                             f"{len(recording.action_names)} actions")
         return agent
     return recording.load_agent()
 
@@ -170,13 +170,11 @@ def _written(*paths: Any) -> int:
 def _record(args: argparse.Namespace) -> int:
     import torch
 
-    from s3ta import agents, envs
-    from s3ta.analysis.recording import record
+    from s3ta import agents
+    from s3ta.analysis.recording import check_save_target, record
 
     if bool(args.checkpoint) == bool(args.agent):
-        raise ValueError("give either a CHECKPOINT or --agent NAME (an untrained agent), not both or neither")
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+        raise UsageError("give either a CHECKPOINT or --agent NAME (an untrained agent), not both or neither")
     source: dict[str, Any] = {}
     if args.checkpoint:
         from s3ta.training.checkpoint import load_agent
@@ -189,7 +187,7 @@ def _record(args: argparse.Namespace) -> int:
         source.update(checkpoint=str(checkpoint.path), counters=checkpoint.counters, train_seed=config.get("seed"))
     else:
         if not args.env:
-            raise ValueError("--agent needs --env")
+            raise UsageError("--agent needs --env")
         env_id, protocol = args.env, args.protocol or "paper"
         seed = 0 if args.seed is None else args.seed
         agent = None
@@ -202,12 +200,14 @@ def _record(args: argparse.Namespace) -> int:
         source["untrained"] = True
     if tuple(agent.observation_shape) != tuple(env.observation_shape) or agent.num_actions != env.num_actions:
         raise ValueError(f"the agent expects observations {tuple(agent.observation_shape)} and {agent.num_actions} "
-                         f"actions; env {env_id!r} has {tuple(env.observation_shape)} and {env.num_actions}")
+                         f"actions; env {env_id!r} has observations {tuple(env.observation_shape)} and "
+                         f"{env.num_actions} actions")
+    check_save_target(args.out, replace=args.force)  # before playing: a refusal or fault here costs nothing
     source.update(env=env_id, protocol=protocol, env_class=type(env).__name__)
     recording = record(agent, env, args.episodes, seed=seed, greedy=args.greedy, max_steps=args.max_steps,
                        source=source, progress=sys.stderr.isatty())
     env.close()
-    path = recording.save(args.out)
+    path = recording.save(args.out, replace=args.force)
     episodes = recording.meta["episodes"]
     returns = ", ".join(f"{e['return']:g}" + ("" if e["complete"] else " (cut)") for e in episodes)
     print(f"recorded {recording.num_steps} steps, {len(episodes)} episode(s), returns: {returns}")
@@ -278,8 +278,8 @@ def _saliency(args: argparse.Namespace) -> int:
     recording = _load(args.recording)
     agent = _model(args, recording)
     steps = select_steps(recording, args.steps, args.num_steps)
+    out = analysis_dir(recording, args.out)  # checked before the work
     result = saliency(agent, recording, steps, stride=args.stride, mask_sigma=args.sigma, progress=sys.stderr.isatty())
-    out = analysis_dir(recording, args.out)
     data = summary(recording, result)
     data.update(stride=args.stride, mask_sigma=args.sigma, blur_sigma=3.0)
     maps = out / "saliency_maps.npz"
@@ -343,10 +343,10 @@ def _inject(args: argparse.Namespace) -> int:
         if any(len(p) != 2 for p in waypoints):
             raise ValueError(f"--path must look like 'x,y;x,y', got {args.path!r}")
     where = positions(total, onset, start, tuple(args.velocity), waypoints, args.duration)
+    out = analysis_dir(recording, args.out)  # checked before the work
     result = inject(agent, recording, sprite, where)
-    out = analysis_dir(recording, args.out)
     injected = injected_recording(recording, result)
-    injected_path = injected.save(out / "inject_recording")
+    injected_path = injected.save(out / "inject_recording", replace=True)  # this analysis's own output
     data = {k: v for k, v in result.items() if not k.startswith("_")}
     data["settings"] = {"sprite": args.sprite, "scale": args.scale, "onset": onset, "start": list(start),
                         "velocity": list(args.velocity), "path": waypoints, "duration": args.duration}

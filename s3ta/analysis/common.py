@@ -69,9 +69,10 @@ def write_json(data: dict[str, Any], path: str | Path) -> Path:
 
 
 def analysis_dir(recording: Recording, out: str | Path | None) -> Path:
-    """Where an analysis writes: ``out`` if given, else ``<recording>/analysis``."""
-    if out is not None:
-        return Path(out)
-    if recording.path is None:
+    """Where an analysis writes: ``out`` if given, else ``<recording>/analysis``; created and checked
+    to be writable (``s3ta.outputs.writable_dir``), so that an analysis can fail before its work."""
+    from s3ta.outputs import writable_dir
+
+    if out is None and recording.path is None:
         raise ValueError("give an output directory for a recording that was not saved")
-    return recording.path / "analysis"
+    return writable_dir(Path(out) if out is not None else recording.path / "analysis")

@@ -46,8 +46,10 @@ def grounding(recording: Recording) -> dict[str, Any]:
     """Per head (and per head and class) averages over the recorded steps that have boxes."""
     recording.require_attention("grounding")
     if not recording.has_boxes:
+        from s3ta.analysis.atari_objects import DECODERS
+
         raise ValueError(f"the recording at {recording.path} has no ground-truth boxes (record a built-in task, "
-                         "or an Atari game with a RAM table: breakout, pong, seaquest, space_invaders, ms_pacman)")
+                         f"or an Atari game with a RAM table: {', '.join(DECODERS)})")
     attention = recording.arrays["attention"]
     height, width = recording.arrays["obs"].shape[-2:]
     heads = attention.shape[1]

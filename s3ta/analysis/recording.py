@@ -15,7 +15,9 @@ K ground-truth boxes (NaN-padded), R RAM bytes.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -127,20 +129,64 @@ class Recording:
         return agent.to(device).eval()
 
     # --- files ---------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, *, replace: bool = False) -> Path:
+        """Write the recording as ``directory`` (see ``check_save_target`` for what may be there).
+
+        The files are written into a staging directory beside it and moved into place when all are
+        written, so a failed write (a full disk) leaves an earlier recording as it was. A replaced
+        recording goes as a whole: its videos, viewer and analyses are deleted with it, so that
+        nothing made from the old recording stays beside the new one.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.name in ("", ".", ".."):  # "." is renamed by its name in its parent
+            directory = directory.resolve()
+        check_save_target(directory, replace)
         meta = dict(self.meta)
         meta["arrays"] = {name: {"shape": list(a.shape), "dtype": str(a.dtype), "doc": ARRAY_DOCS.get(name, "")}
                           for name, a in self.arrays.items()}
         meta["files"] = {"index": INDEX, "arrays": ARRAYS, "weights": WEIGHTS if self.weights else None}
-        np.savez_compressed(directory / ARRAYS, **self.arrays)
-        if self.weights is not None:
-            torch.save({"agent": json.dumps(self.weights["agent"]), "model": self.weights["model"]},
-                       directory / WEIGHTS)
-        (directory / INDEX).write_text(json.dumps(meta, indent=1) + "\n")
+        staging, old = (directory.parent / f".{directory.name}.{kind}" for kind in ("partial", "replaced"))
+        for leftover in (staging, old):  # from a write that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            np.savez_compressed(staging / ARRAYS, **self.arrays)
+            if self.weights is not None:
+                torch.save({"agent": json.dumps(self.weights["agent"]), "model": self.weights["model"]},
+                           staging / WEIGHTS)
+            (staging / INDEX).write_text(json.dumps(meta, indent=1) + "\n")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if directory.is_dir() and not any(directory.iterdir()):  # an empty directory (a shell's cwd, say) stays
+            for path in staging.iterdir():
+                path.rename(directory / path.name)
+            staging.rmdir()
+        else:
+            if directory.exists():  # the recording being replaced
+                directory.rename(old)
+            staging.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
         self.meta, self.path = meta, directory
         return directory
+
+
+def check_save_target(directory: str | Path, replace: bool) -> None:
+    """Raise unless ``Recording.save`` may write ``directory``: a new or empty directory, or (only
+    with ``replace``) one that holds a recording. ``OutputExistsError`` names ``--force``; a
+    non-empty directory without a recording is never written into; its parent must be writable."""
+    from s3ta.outputs import OutputExistsError, writable_dir
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a directory", str(directory))
+    if directory.is_dir() and (directory / INDEX).exists():
+        if not replace:
+            raise OutputExistsError(f"{directory} already holds a recording; pass --force to replace it (the videos, "
+                                    "viewer and analyses in it go with it), or choose another --out")
+    elif directory.is_dir() and any(directory.iterdir()):
+        raise OutputExistsError(f"{directory} is not empty and holds no recording; choose a new or empty directory")
+    writable_dir(directory.parent)
 
 
 def load_recording(directory: str | Path) -> Recording:

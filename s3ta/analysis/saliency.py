@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from s3ta.agents.core import AgentInputs
-from s3ta.analysis.forward import replay, unroll
+from s3ta.analysis.forward import Replay, replay, unroll
 from s3ta.analysis.geometry import pixel_mass
 from s3ta.analysis.recording import Recording
 
@@ -57,8 +57,9 @@ def interpolate_grid(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, hei
 @torch.no_grad()
 def saliency(agent: nn.Module, recording: Recording, steps: Sequence[int], *, stride: int = 5,
              mask_sigma: float = 5.0, blur_sigma: float = 3.0, batch_size: int = 256,
-             progress: bool = False) -> Saliency:
-    """Greydanus saliency maps of the policy and the value at each recorded step in ``steps``."""
+             progress: bool = False, clean: Replay | None = None) -> Saliency:
+    """Greydanus saliency maps of the policy and the value at each recorded step in ``steps``.
+    ``clean``: the agent's replay of the recording through ``max(steps)``, if already computed."""
     from s3ta.analysis.common import recorded_inputs
 
     if stride < 1:
@@ -66,7 +67,10 @@ def saliency(agent: nn.Module, recording: Recording, steps: Sequence[int], *, st
     agent.eval()
     inputs = recorded_inputs(recording)
     last = max(steps)
-    clean = replay(agent, AgentInputs(*(x[:last + 1] for x in inputs)))
+    if clean is None:
+        clean = replay(agent, AgentInputs(*(x[:last + 1] for x in inputs)))
+    elif len(clean.states) <= last:
+        raise ValueError(f"the given replay has {len(clean.states)} steps; saliency at step {last} needs more")
     channels, height, width = recording.arrays["obs"].shape[1:]
     rows, cols = grid_points(height, width, stride)
     yy, xx = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")

@@ -17,7 +17,7 @@ from s3ta.envs.gym import GymEnv
 
 BUILTIN_TASKS = {"catch": Catch, "find-target": FindTarget}
 
-__all__ = ["ATARI_GAMES", "BUILTIN_TASKS", "PROTOCOLS", "TimeStep", "VecEnv", "list_envs", "make"]
+__all__ = ["ATARI_GAMES", "BUILTIN_TASKS", "PROTOCOLS", "TimeStep", "VecEnv", "check_env_id", "list_envs", "make"]
 
 
 def list_envs() -> list[str]:
@@ -40,19 +40,27 @@ def make(
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {tuple(PROTOCOLS)}")
     num_envs = check_num_envs(num_envs)
+    check_env_id(env_id)
     if env_id in BUILTIN_TASKS:
         return BUILTIN_TASKS[env_id](num_envs, seed=seed, **kwargs)
     game = game_from_id(env_id)
     if game is not None:
         return AtariEnv(game, num_envs, seed=seed, protocol=protocol, **kwargs)
-    if ":" in env_id or _is_gym_id(env_id):
-        return GymEnv(env_id, num_envs, seed=seed, **kwargs)
+    return GymEnv(env_id, num_envs, seed=seed, **kwargs)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ValueError (naming close matches and `s3ta list`) unless ``make`` resolves ``env_id``,
+    without building the env. A 'module:EnvName-v0' id is accepted unchecked: only ``make``
+    imports its module."""
+    if env_id in BUILTIN_TASKS or game_from_id(env_id) is not None or ":" in env_id or _is_gym_id(env_id):
+        return
     hint = ", ".join(repr(name) for name in close_matches(env_id))
     hint = f" Did you mean {hint}?" if hint else ""
     raise ValueError(
         f"unknown environment id {env_id!r}.{hint} Known: built-in tasks {tuple(BUILTIN_TASKS)}, "
-        "the 57 Atari games by ROM name (list_envs()), ALE ids like 'ALE/Breakout-v5', or any "
-        "registered Gymnasium id / 'module:EnvName-v0'."
+        "the 57 Atari games by ROM name (`s3ta list` shows them all), ALE ids like 'ALE/Breakout-v5', "
+        "or any registered Gymnasium id / 'module:EnvName-v0'."
     )
 
 

@@ -30,7 +30,8 @@ ATARI_GAMES = (
 # fmt: on
 
 FRAMESKIP = 4
-MAX_EPISODE_FRAMES = 108_000  # 30 minutes at 60 Hz; no-op frames at reset count towards it
+MAX_EPISODE_FRAMES = 108_000  # 30 minutes at 60 Hz, counted from the first frame after the no-ops
+NOOP_MAX = 30  # the paper protocol starts each episode with 1..NOOP_MAX no-op frames, uniformly
 _COMMON = dict(
     frameskip=FRAMESKIP,
     maxpool=True,
@@ -46,8 +47,9 @@ _COMMON = dict(
     stack_num=1,
 )
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    # IMPALA-era: up to 30 random no-ops at reset, deterministic actions.
-    "paper": dict(_COMMON, noop_max=30, repeat_action_probability=0.0),
+    # IMPALA-era: 1 to 30 random no-op frames at reset, deterministic actions. ``noop_max`` is the
+    # protocol's; AtariEnv translates it for ale-py, which draws 0..noop_max - 1 (see _ale_settings).
+    "paper": dict(_COMMON, noop_max=NOOP_MAX, repeat_action_probability=0.0),
     # Machado et al. 2018: sticky actions with p = 0.25 instead of no-ops.
     "machado": dict(_COMMON, noop_max=0, repeat_action_probability=0.25),
 }
@@ -80,12 +82,21 @@ def game_from_id(env_id: str) -> str | None:
     return None
 
 
+def _ale_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """ale-py's AtariVectorEnv arguments for the protocol ``settings``: ale-py draws 0..noop_max - 1
+    no-op frames at a reset, so it gets noop_max + 1 (and AtariEnv redraws the zeros)."""
+    noop_max = settings["noop_max"]
+    return dict(settings, noop_max=noop_max + 1 if noop_max else 0)
+
+
 class AtariEnv:
     """A batch of one Atari game; obs [B, 3, 210, 160] uint8 (one RGB frame), 18 actions.
 
     ``step`` returns raw (unclipped) rewards; no life-loss signal reaches the agent. Info keys:
     ``lives``, ``frame_number``, ``episode_frame_number`` (of the returned obs, int32 [B]) and
     ``truncated`` (bool [B], where done: the episode hit the frame cap rather than game over).
+    No-op frames count in ``episode_frame_number`` (an episode's first obs reports how many it had:
+    1..30 under the paper protocol) but not towards the frame cap, which ale-py counts after them.
     Emulator RAM: ale-py 0.12's ``ALEVectorInterface`` exposes only reset/send/recv/
     get_action_set/get_observation_shape/handle, so per-env RAM is not readable here; one would
     need a separate ``ale_py.ALEInterface`` per env (the slow, non-vectorised path).
@@ -111,14 +122,15 @@ class AtariEnv:
             raise TypeError(f"unsupported Atari options {sorted(unknown)}; allowed: {OVERRIDABLE}")
         self.game, self.protocol = game, protocol
         num_threads = overrides.pop("num_threads", min(self.num_envs, os.cpu_count() or 1))
-        self.ale_kwargs = {**PROTOCOLS[protocol], **overrides}  # the settings in force, for checks
+        self.ale_kwargs = {**PROTOCOLS[protocol], **overrides}  # the protocol's settings in force
         self.max_episode_frames = self.ale_kwargs["max_num_frames_per_episode"]
+        self._redraw_noops = self.ale_kwargs["noop_max"] > 0
         self._env = AtariVectorEnv(
             game,
             self.num_envs,
             autoreset_mode="SameStep",
             num_threads=num_threads,
-            **self.ale_kwargs,
+            **_ale_settings(self.ale_kwargs),
         )
         self.action_names = tuple(a.name for a in self._env.ale.get_action_set())
         self.num_actions = len(self.action_names)
@@ -138,6 +150,7 @@ class AtariEnv:
             seed = (np.arange(self.num_envs, dtype=np.int64) + int(seed)) % (2**31 - 1)
             seed = seed.astype(np.int32)
         obs, info = self._env.reset(seed=seed)
+        obs, info = self._at_least_one_noop(obs, info, np.ones(self.num_envs, bool))
         obs, info = self._convert(obs, info)
         info["truncated"] = np.zeros(self.num_envs, bool)
         return self._episodes.first(obs, info)
@@ -145,12 +158,29 @@ class AtariEnv:
     def step(self, actions: np.ndarray) -> TimeStep:
         actions = check_actions(actions, self.num_envs, self.num_actions)
         obs, reward, terminated, truncated, info = self._env.step(actions)
+        obs, info = self._at_least_one_noop(obs, info, terminated | truncated)
         obs, info = self._convert(obs, info)
         info["truncated"] = truncated & ~terminated
         return self._episodes.step(obs, reward.astype(np.float32), terminated | truncated, info)
 
     def close(self) -> None:
         self._env.close()
+
+    def _at_least_one_noop(self, obs: np.ndarray, info: dict[str, Any], started: np.ndarray):
+        """Reset again, until each has had a no-op, the envs of ``started`` whose new episode began
+        without one. ale-py draws 0..noop_max - 1 no-op frames and is given noop_max + 1, so the draws
+        kept are uniform on 1..noop_max; 1 in noop_max + 1 episode starts costs one more reset."""
+        if not self._redraw_noops:
+            return obs, info
+        again = started & (info["episode_frame_number"] == 0)
+        while again.any():
+            new_obs, new_info = self._env.reset(options={"reset_mask": again})
+            obs, info = obs.copy(), dict(info)
+            obs[again] = new_obs[again]
+            for key in ("lives", "frame_number", "episode_frame_number"):
+                info[key] = np.where(again, new_info[key], info[key])
+            again &= info["episode_frame_number"] == 0
+        return obs, info
 
     def _convert(self, obs: np.ndarray, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         # With batch_size == num_envs the C++ side returns envs in order; check rather than trust.

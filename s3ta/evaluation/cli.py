@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s3ta.cli import UsageError, command, non_negative_float, positive_float, positive_int
 from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, DEFAULT_POLICY
 from s3ta.evaluation.experiment import AXES, Grid, format_cell_results, read_grid_file, run_experiment
 from s3ta.training.cli import add_config_flags
@@ -30,11 +31,13 @@ def _register_eval(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="play episodes with a checkpoint and save raw and normalised scores",
         description="Run N episodes of a checkpoint under an evaluation protocol; print and save per-episode raw "
-                    "scores and lengths (eval/episodes.csv) and their mean with a 95%% confidence interval and the "
-                    "human-normalised score for Atari games (eval/summary.json), in the run directory by default.")
+                    "scores and lengths (eval/episodes.csv) and their mean with a 95% confidence interval and the "
+                    "human-normalised score for Atari games (eval/summary.json), in the run directory by default. "
+                    "An earlier evaluation there is kept unless --force is given; the output directory is checked "
+                    "before any episode is played.")
     p.add_argument("checkpoint",
                    help="a checkpoint file (RUN/checkpoints/ckpt-*.pt) or a run directory (its newest checkpoint)")
-    p.add_argument("--episodes", type=_positive_int, default=30, help="episodes to play (default 30)")
+    p.add_argument("--episodes", type=positive_int, default=30, help="episodes to play (default 30)")
     p.add_argument("--protocol", choices=("paper", "machado"), default=None,
                    help="Atari protocol: paper = up to 30 no-op starts, machado = sticky actions p=0.25 "
                         "(default: the one the checkpoint was trained with)")
@@ -45,25 +48,24 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--greedy", action="store_true",
                    help=f"take the most probable action; the default is {DEFAULT_POLICY}: actions are sampled from the "
                         "policy, as the paper's IMPALA agents act")
-    p.add_argument("--num-envs", type=_positive_int, default=None,
+    p.add_argument("--num-envs", type=positive_int, default=None,
                    help=f"environments stepped together (default min(episodes, {DEFAULT_MAX_ENVS})); env slot b "
                         "contributes its first episodes only, so short episodes are not over-represented")
     p.add_argument("--out", default=None, help="where to write episodes.csv and summary.json (default RUN_DIR/eval)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an evaluation already in the output directory (default: refuse, exit 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval)
 
 
+@command("eval")
 def _eval(args: argparse.Namespace) -> int:
     from s3ta.evaluation.evaluate import evaluate_checkpoint, format_results
-    from s3ta.training.checkpoint import CheckpointError
 
-    try:
-        summary, episodes = evaluate_checkpoint(
-            args.checkpoint, args.episodes, env=args.env, protocol=args.protocol, seed=args.seed,
-            greedy=args.greedy, num_envs=args.num_envs, out=args.out, progress=not args.no_progress)
-    except (CheckpointError, ValueError) as error:
-        print(f"s3ta eval: {error}", file=sys.stderr)
-        return 2
+    summary, episodes = evaluate_checkpoint(
+        args.checkpoint, args.episodes, env=args.env, protocol=args.protocol, seed=args.seed,
+        greedy=args.greedy, num_envs=args.num_envs, out=args.out, progress=not args.no_progress,
+        replace=args.force)
     print(format_results(summary, episodes))
     return 0
 
@@ -85,8 +87,8 @@ def _register_experiment(subparsers) -> None:
     p.add_argument("--envs", nargs="+", default=None, help="env ids, e.g. catch find-target pong")
     p.add_argument("--agents", nargs="+", default=None, help="agent names (s3ta list shows them)")
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds, e.g. 0 1 2")
-    p.add_argument("--total-frames", type=_positive_int, default=None, help="frame budget of every run")
-    p.add_argument("--eval-episodes", type=_positive_int, default=None,
+    p.add_argument("--total-frames", type=positive_int, default=None, help="frame budget of every run")
+    p.add_argument("--eval-episodes", type=positive_int, default=None,
                    help="evaluation episodes per finished run (default 30)")
     p.add_argument("--eval-greedy", action="store_true", default=None,
                    help=f"evaluate with argmax actions (default: {DEFAULT_POLICY} actions)")
@@ -96,9 +98,9 @@ def _register_experiment(subparsers) -> None:
                         "cluster, each cell training with its own local actors (default local)")
     p.add_argument("--ray-address", dest="cells_ray_address", default=None, metavar="ADDRESS",
                    help="ray backend: the cluster to join (auto, HOST:PORT); default: start Ray on this machine")
-    p.add_argument("--cpus-per-cell", type=_positive_float, default=1.0, metavar="N",
+    p.add_argument("--cpus-per-cell", type=positive_float, default=1.0, metavar="N",
                    help="ray backend: CPUs each cell asks for; its actors and learner threads fit in them (default 1)")
-    p.add_argument("--gpus-per-cell", type=_non_negative_float, default=0.0, metavar="N",
+    p.add_argument("--gpus-per-cell", type=non_negative_float, default=0.0, metavar="N",
                    help="ray backend: GPUs each cell asks for, fractions allowed (default 0)")
     # the training settings' own --backend / --ray-address (where a run's actors live) stay for grid files
     add_config_flags(p.add_argument_group("training settings", "passed to every run (as in `s3ta train`)"),
@@ -124,12 +126,12 @@ def grid_from_args(args: argparse.Namespace):
     return Grid.from_dict(values)
 
 
+@command("experiment")
 def _experiment(args: argparse.Namespace) -> int:
     try:
-        grid = grid_from_args(args)
-    except (ValueError, TypeError) as error:
-        print(f"s3ta experiment: {error}", file=sys.stderr)
-        return 2
+        grid = grid_from_args(args)  # validates every env id, agent and setting before any cell starts
+    except TypeError as error:  # a grid file value of the wrong type
+        raise UsageError(str(error)) from None
     cells = grid.cells()
     print(f"experiment in {args.out}: {len(grid.envs)} envs x {len(grid.agents)} agents x {len(grid.seeds)} seeds "
           f"= {len(cells)} runs of {grid.total_frames:,} frames each")
@@ -139,8 +141,7 @@ def _experiment(args: argparse.Namespace) -> int:
         except ModuleNotFoundError as error:
             if error.name != "ray":
                 raise
-            print(f"s3ta experiment: {error}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--backend ray needs Ray: {error}") from None
         results = run_experiment_ray(grid, args.out, address=args.cells_ray_address,
                                      cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
     else:
@@ -151,7 +152,8 @@ def _experiment(args: argparse.Namespace) -> int:
         return 130
     if any(r.status == "failed" for r in results):
         return 1
-    print(f"all runs trained and evaluated; report: s3ta report {args.out} --out {Path(args.out) / 'report'}")
+    print(f"all runs trained and evaluated; report: s3ta report {args.out} --out {Path(args.out) / 'report'} "
+          "(add --force to replace an earlier report there)")
     return 0
 
 
@@ -162,49 +164,26 @@ def _register_report(subparsers) -> None:
         "report", help="tables, aggregate scores with bootstrap CIs, learning curves and the paper comparison",
         description="Read evaluated run directories (found recursively under RUN_DIRS) and write OUT/report.md, "
                     "OUT/report.html (plots embedded), OUT/plots/*.png and CSV tables: scores per game (raw and "
-                    "normalised, mean and 95%% CI over seeds), aggregate median / IQM / mean / optimality gap with "
-                    "stratified-bootstrap 95%% CIs, learning curves, and the paper's published numbers beside ours.")
+                    "normalised, mean and 95% CI over seeds), aggregate median / IQM / mean / optimality gap with "
+                    "stratified-bootstrap 95% CIs, learning curves, and the paper's published numbers beside ours. "
+                    "A report already in OUT is kept unless --force is given.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIRS",
                    help="run directories or folders above them (e.g. an experiment's --out)")
     p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--bootstrap-reps", type=_positive_int, default=50_000, help="bootstrap resamples (default 50000)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a report already in OUT, its plots included (default: refuse, exit 2)")
+    p.add_argument("--bootstrap-reps", type=positive_int, default=50_000, help="bootstrap resamples (default 50000)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap generator seed (default 0)")
     p.add_argument("--title", default="s3ta evaluation report", help="report title")
     p.set_defaults(func=_report)
 
 
+@command("report")
 def _report(args: argparse.Namespace) -> int:
     from s3ta.evaluation.report import build_report
 
-    try:
-        files = build_report(args.run_dirs, args.out, reps=args.bootstrap_reps, seed=args.bootstrap_seed,
-                             title=args.title)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"s3ta report: {error}", file=sys.stderr)
-        return 2
+    files = build_report(args.run_dirs, args.out, reps=args.bootstrap_reps, seed=args.bootstrap_seed,
+                         title=args.title, replace=args.force)
     for name, path in files.items():
         print(f"{name}: {path}")
     return 0
-
-
-# --- argument types -----------------------------------------------------------------------------------
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value

@@ -50,15 +50,17 @@ def episode_quotas(num_episodes: int, num_envs: int) -> np.ndarray:
 
 
 def play(agent, env, num_episodes: int, *, greedy: bool = False, seed: int | None = None,
-         on_episode: Callable[[int, float, int], None] | None = None) -> list[Episode]:
+         on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
     """Play ``agent`` in the batched ``env`` until every slot has finished its quota of episodes.
 
     Returns the episodes ordered by env slot, then by finishing order within the slot.
-    ``on_episode(env_slot, episode_return, length)`` is called as each counted episode finishes.
+    ``on_episode(episode)`` is called as each counted episode finishes; its ``index`` is already
+    its place in that order (the ``episode`` column of episodes.csv).
     """
     from s3ta.rollout import run_episodes  # torch is imported only when episodes are played
 
     quotas = episode_quotas(num_episodes, env.num_envs)
+    first_index = np.concatenate([[0], np.cumsum(quotas)[:-1]])  # index of each slot's first episode
     found: list[list[tuple[float, int]]] = [[] for _ in range(env.num_envs)]
     for step in run_episodes(agent, env, sys.maxsize, greedy=greedy, seed=seed):
         result = step.result
@@ -66,7 +68,8 @@ def play(agent, env, num_episodes: int, *, greedy: bool = False, seed: int | Non
             if len(found[slot]) < quotas[slot]:
                 found[slot].append((float(result.episode_return[slot]), int(result.episode_length[slot])))
                 if on_episode is not None:
-                    on_episode(int(slot), *found[slot][-1])
+                    index = int(first_index[slot]) + len(found[slot]) - 1
+                    on_episode(Episode(index, int(slot), *found[slot][-1]))
         if all(len(f) == q for f, q in zip(found, quotas)):
             break
     ordered = [(slot, ret, length) for slot, runs in enumerate(found) for ret, length in runs]
@@ -100,23 +103,37 @@ def summarize(episodes: list[Episode], env_id: str, confidence: float = 0.95) ->
 
 
 def write_results(out_dir: str | Path, episodes: list[Episode], summary: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``episodes.csv`` (one row per episode) and ``summary.json`` into ``out_dir``."""
+    """Write ``episodes.csv`` (one row per episode) and ``summary.json`` into ``out_dir``.
+
+    Both are written to temporary files first, so a failed write (a full disk) leaves an earlier
+    evaluation in ``out_dir`` as it was.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     norm = summary.get("normalized")
-    csv_path = out_dir / EPISODES_CSV
+    csv_path, json_path = out_dir / EPISODES_CSV, out_dir / SUMMARY_JSON
+    csv_tmp, json_tmp = csv_path.with_suffix(".csv.tmp"), json_path.with_suffix(".json.tmp")
+    try:
+        _write_files(csv_tmp, json_tmp, episodes, summary, norm)
+    except BaseException:
+        csv_tmp.unlink(missing_ok=True)
+        json_tmp.unlink(missing_ok=True)
+        raise
+    csv_tmp.replace(csv_path)
+    # Replaced last: its presence marks a complete evaluation (experiment and report rely on it).
+    json_tmp.replace(json_path)
+    return csv_path, json_path
+
+
+def _write_files(csv_path: Path, json_path: Path, episodes: list[Episode], summary: dict[str, Any],
+                 norm: dict[str, Any] | None) -> None:
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["episode", "env_slot", "return", "length", "normalized_score"])
         for e in episodes:
             score = "" if norm is None else repr(float(normalized_score(e.episode_return, norm["low"], norm["high"])))
             writer.writerow([e.index, e.env_slot, repr(e.episode_return), e.length, score])
-    json_path = out_dir / SUMMARY_JSON
-    # Written last: its presence marks a complete evaluation (experiment and report rely on it).
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    tmp.replace(json_path)
-    return csv_path, json_path
+    json_path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
 
 
 def read_episode_returns(eval_dir: str | Path) -> np.ndarray:
@@ -126,24 +143,32 @@ def read_episode_returns(eval_dir: str | Path) -> np.ndarray:
 
 
 def run_dir_of(checkpoint_path: Path) -> Path:
-    """The run directory holding a checkpoint file (``RUN/checkpoints/ckpt-*.pt`` -> ``RUN``)."""
+    """The run directory holding a checkpoint file (``RUN/checkpoints/ckpt-*.pt`` -> ``RUN``); for a zoo
+    agent's weights, ``runs/zoo/NAME`` under the working directory (never the installed package)."""
+    from s3ta import zoo
+
     parent = checkpoint_path.parent
+    if parent.parent.resolve() == zoo.ZOO_DIR.resolve():
+        return Path("runs") / "zoo" / parent.name
     return parent.parent if parent.name == "checkpoints" else parent
 
 
 def evaluate_checkpoint(checkpoint: str | Path, episodes: int, *, env: str | None = None,
                         protocol: str | None = None, seed: int | None = None, greedy: bool = False,
                         num_envs: int | None = None, out: str | Path | None = None,
-                        progress: bool = True) -> tuple[dict[str, Any], list[Episode]]:
+                        progress: bool = True, replace: bool = True) -> tuple[dict[str, Any], list[Episode]]:
     """Evaluate a checkpoint file or a run directory's newest checkpoint; save and return the results.
 
     Defaults come from the checkpoint's training config: its env, its protocol and its seed (so
     the evaluation episodes are reproducible). ``num_envs`` defaults to min(episodes, 8). Results
-    go to ``out`` (default: ``RUN_DIR/eval``).
+    go to ``out`` (default: ``RUN_DIR/eval``), which is checked before any episode is played: it
+    must be a writable directory, and with ``replace=False`` (``s3ta eval`` without ``--force``)
+    must not hold an evaluation already (``OutputExistsError``).
     """
     from tqdm import tqdm
 
     from s3ta import envs
+    from s3ta.outputs import refuse_to_replace, writable_dir
     from s3ta.training.checkpoint import load_agent
 
     agent, ckpt = load_agent(checkpoint)
@@ -157,20 +182,24 @@ def evaluate_checkpoint(checkpoint: str | Path, episodes: int, *, env: str | Non
         fits = tuple(vec_env.observation_shape) == tuple(agent.observation_shape)
         if not fits or vec_env.num_actions != agent.num_actions:
             raise ValueError(f"env {env_id!r} gives observations {tuple(vec_env.observation_shape)} and "
-                             f"{vec_env.num_actions} actions, but the checkpoint's agent was built for "
-                             f"{tuple(agent.observation_shape)} and {agent.num_actions}")
+                             f"{vec_env.num_actions} actions, but the checkpoint's agent was built for observations "
+                             f"{tuple(agent.observation_shape)} and {agent.num_actions} actions")
+        out_dir = Path(out) if out is not None else run_dir_of(ckpt.path) / EVAL_DIR
+        refuse_to_replace(out_dir, (SUMMARY_JSON, EPISODES_CSV), "an evaluation", replace)
+        writable_dir(out_dir)  # before playing: a fault here costs nothing
         # A bar on a terminal; one plain line per episode in a log file.
         interactive = progress and sys.stderr.isatty()
         bar = tqdm(total=episodes, desc=f"eval {env_id}", unit="episode", disable=not interactive, file=sys.stderr)
         returns: list[float] = []
 
-        def on_episode(slot: int, episode_return: float, length: int) -> None:
-            returns.append(episode_return)
+        def on_episode(episode: Episode) -> None:
+            returns.append(episode.episode_return)
             bar.update(1)
             bar.set_postfix(mean_return=f"{np.mean(returns):.4g}")
-            if progress and not interactive:
-                print(f"eval {env_id}: episode {len(returns)}/{episodes} (env slot {slot}) return "
-                      f"{episode_return:.6g}, {length} steps", file=sys.stderr, flush=True)
+            if progress and not interactive:  # "episode" is the index the table and episodes.csv show
+                print(f"eval {env_id}: episode {episode.index} (env slot {episode.env_slot}) return "
+                      f"{episode.episode_return:.6g}, {episode.length} steps [{len(returns)}/{episodes} done]",
+                      file=sys.stderr, flush=True)
 
         try:
             played = play(agent, vec_env, episodes, greedy=greedy, seed=seed, on_episode=on_episode)
@@ -191,7 +220,6 @@ def evaluate_checkpoint(checkpoint: str | Path, episodes: int, *, env: str | Non
         "s3ta_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    out_dir = Path(out) if out is not None else run_dir_of(ckpt.path) / EVAL_DIR
     write_results(out_dir, played, summary)
     summary["output_dir"] = str(out_dir)
     return summary, played

@@ -62,7 +62,11 @@ class Grid:
         bad = sorted(set(self.train) - (names - set(AXES)))
         if bad:
             raise ValueError(f"unknown or grid-axis training settings {bad}; settable: {sorted(names - set(AXES))}")
-        for cell in self.cells():  # build every config now: a bad agent name fails before any training
+        from s3ta.envs import check_env_id
+
+        for env in self.envs:  # every env id and config now: a typo fails before any cell is created
+            check_env_id(env)
+        for cell in self.cells():
             self.config(cell)
 
     def cells(self) -> list["Cell"]:
@@ -213,8 +217,9 @@ def try_cell(grid: Grid, cell: Cell, root: str | Path, *, train_fn: TrainFn, eva
 
 def write_grid(grid: Grid, root: str | Path) -> Path:
     """Create ``root`` and record the grid in ``root/grid.json`` (``s3ta experiment --grid`` repeats it)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    from s3ta.outputs import writable_dir
+
+    root = writable_dir(root)
     (root / GRID_FILE).write_text(json.dumps(grid.to_dict(), indent=2) + "\n")
     return root
 

@@ -74,3 +74,38 @@ def aggregate_intervals(rows: list[dict[str, Any]], path: Path, title: str) -> P
     axes[0].set_ylim(len(rows) - 0.4, -0.6)  # the first agent on top
     fig.suptitle(title, fontsize="medium")
     return _save(fig, path)
+
+
+def run_learning_curve(run_dir: str | Path, path: str | Path, title: str = "", bins: int = 40) -> Path:
+    """One run's learning curve: its training episodes' raw returns (dots) and their mean per frame bin
+    (line), with the env's random (and, for built-in tasks, optimal) return. Raises ValueError when no
+    episode has ended yet."""
+    import json
+
+    from s3ta.evaluation.metrics import binned_mean
+    from s3ta.evaluation.reference import reference_for
+    from s3ta.evaluation.report import read_training_episodes
+
+    run_dir = Path(run_dir)
+    frames, returns = read_training_episodes(run_dir)
+    if frames.size == 0:
+        raise ValueError(f"no training episode has ended in {run_dir} yet")
+    env = json.loads((run_dir / "config.json").read_text()).get("env", "")
+    edges = np.linspace(0, max(frames.max(), 1), bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    means = binned_mean(frames, returns, edges)
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(frames, returns, s=3, alpha=0.25, color="tab:blue", linewidths=0, label="episodes")
+    ax.plot(centres, means, marker=".", color="tab:blue", label=f"mean per {edges[1]:,.0f} frames")
+    reference = reference_for(env)
+    if reference is not None:
+        ax.axhline(reference.low, color="grey", linestyle=":", linewidth=1, label=f"random ({reference.low:g})")
+        ax.axhline(reference.high, color="grey", linestyle="--", linewidth=1,
+                   label=f"{reference.high_name} ({reference.high:g})")
+    ax.set_title(title or f"{env}: training episodes")
+    ax.set_xlabel("environment frames")
+    ax.set_ylabel("episode return (raw)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, Path(path))

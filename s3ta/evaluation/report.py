@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -98,32 +99,39 @@ def find_runs(roots: list[str | Path]) -> list[Run]:
     return sorted(found.values(), key=lambda r: (r.game, r.agent, r.total_frames, r.seed, str(r.run_dir)))
 
 
-def read_training_episodes(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(frames [K], raw returns [K]) of the training episodes in ``run_dir/metrics.jsonl``.
+def read_metrics(run_dir: str | Path, kind: str) -> list[dict]:
+    """The records of ``kind`` ("episode" or "update") in ``run_dir/metrics.jsonl``, in frame order.
 
-    A resumed run appends to the file from its checkpoint's frame count; episodes logged after
-    that checkpoint by the interrupted attempt are dropped where the frame count goes back.
+    A resumed run appends to the file from its checkpoint's frame count; records logged after that
+    checkpoint by the interrupted attempt are dropped where the frame count goes back. Lines cut
+    short by a crash are skipped.
     """
     path = Path(run_dir) / "metrics.jsonl"
-    frames: list[float] = []
-    returns: list[float] = []
+    records: list[dict] = []
     if not path.exists():
-        return np.zeros(0), np.zeros(0)
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if record.get("kind") != "episode":
-            continue
-        f = float(record["frames"])
-        if frames and f < frames[-1]:  # a resumed attempt: it supersedes what was logged from f on
-            while frames and frames[-1] >= f:
-                frames.pop()
-                returns.pop()
-        frames.append(f)
-        returns.append(float(record["return"]))
-    return np.array(frames), np.array(returns)
+        return records
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("kind") != kind:
+                continue
+            # Several episodes share an update's frame count; updates have one each.
+            went_back = records and (record["frames"] < records[-1]["frames"] or
+                                     (kind == "update" and record["frames"] == records[-1]["frames"]))
+            if went_back:  # a resumed attempt supersedes what was logged from its frame count on
+                while records and records[-1]["frames"] >= record["frames"]:
+                    records.pop()
+            records.append(record)
+    return records
+
+
+def read_training_episodes(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(frames [K], raw returns [K]) of the training episodes in ``run_dir/metrics.jsonl`` (``read_metrics``)."""
+    episodes = read_metrics(run_dir, "episode")
+    return (np.array([float(r["frames"]) for r in episodes]), np.array([float(r["return"]) for r in episodes]))
 
 
 MAX_CURVE_BINS = 25
@@ -260,15 +268,46 @@ Block = tuple[str, Any]  # ("h1" | "h2" | "h3" | "p" | "ul", text or items) or (
 
 
 def build_report(roots: list[str | Path], out: str | Path, *, reps: int = 50_000, seed: int = 0,
-                 title: str = "s3ta evaluation report") -> dict[str, Path]:
-    """Write ``report.md``, ``report.html``, ``plots/*.png`` and CSV tables into ``out``."""
-    from s3ta.evaluation import plots
+                 title: str = "s3ta evaluation report", replace: bool = True) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html``, ``plots/*.png`` and CSV tables into ``out``.
+
+    ``out`` is checked once the runs are found and before any number is computed: it must be a
+    writable directory, and a report already there is kept (``OutputExistsError``) unless
+    ``replace``. The report is written into a staging directory beside ``out`` and moved in when
+    complete: a replaced report goes as a whole (no plot of the old one stays), and a failed write
+    (a full disk) leaves the old one as it was.
+    """
+    from s3ta.outputs import writable_dir
 
     out = Path(out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
     runs = find_runs(roots)
     if not runs:
         raise ValueError(f"no run directories (with config.json) under {', '.join(map(str, roots))}")
+    earlier = earlier_report_files(out, replace)
+    writable_dir(out)
+    staging = out.resolve().parent / f".{out.resolve().name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)  # from a report that was killed
+    (staging / "plots").mkdir(parents=True)
+    try:
+        written = _write_report(runs, roots, out, staging, reps=reps, seed=seed, title=title)
+        for path in earlier:
+            path.unlink()
+        for path in sorted(staging.rglob("*")):
+            target = out / path.relative_to(staging)
+            if path.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                path.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: out / path.relative_to(staging) for name, path in written.items()}
+
+
+def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: Path, *, reps: int, seed: int,
+                  title: str) -> dict[str, Path]:
+    """The report's files, written into ``staging``; links to runs are relative to ``out``."""
+    from s3ta.evaluation import plots
+
     evaluated = [r for r in runs if r.returns is not None]
     games = per_game_rows(runs)
     aggregates = aggregate_rows(runs, reps=reps, seed=seed)
@@ -297,9 +336,9 @@ def build_report(roots: list[str | Path], out: str | Path, *, reps: int = 50_000
         blocks.append(("p", f"{meaning} Aggregates are over this suite's games only; each agent's row uses the "
                             f"games it ran: {games_run}."))
         blocks.append(("table", _aggregate_table(rows)))
-        path = plots.aggregate_intervals(rows, out / "plots" / f"aggregates-{suite}.png", name)
+        path = plots.aggregate_intervals(rows, staging / "plots" / f"aggregates-{suite}.png", name)
         caption = f"{name}: point estimates and 95% stratified-bootstrap intervals."
-        blocks.append(("image", Image(path.relative_to(out), caption)))
+        blocks.append(("image", Image(path.relative_to(staging), caption)))
     if "atari" not in aggregates:
         blocks.append(("p", "Human-normalised aggregates are computed over Atari games only; these runs have none."))
 
@@ -321,8 +360,8 @@ def build_report(roots: list[str | Path], out: str | Path, *, reps: int = 50_000
         if not series:
             blocks.append(("p", f"{game}: no training episodes logged."))
             continue
-        path = plots.learning_curves(series, out / "plots" / f"curve-{_slug(game)}.png", game, game_runs[0].reference)
-        blocks.append(("image", Image(path.relative_to(out), f"{game}: return of training episodes, mean over seeds "
+        path = plots.learning_curves(series, staging / "plots" / f"curve-{_slug(game)}.png", game, game_runs[0].reference)
+        blocks.append(("image", Image(path.relative_to(staging), f"{game}: return of training episodes, mean over seeds "
                                       "with a min-max band.")))
 
     blocks.append(("h2", "Runs"))
@@ -334,15 +373,30 @@ def build_report(roots: list[str | Path], out: str | Path, *, reps: int = 50_000
           str(r["protocol"]), str(r["policy"]), str(r["episodes"]), _num(r["raw_score"]), _pct(r["normalized_score"])]
          for r in run_rows])))
 
-    files = {"markdown": out / "report.md", "html": out / "report.html",
-             "runs_csv": out / "runs.csv", "games_csv": out / "games.csv", "aggregates_csv": out / "aggregates.csv"}
+    files = {"markdown": staging / "report.md", "html": staging / "report.html", "runs_csv": staging / "runs.csv",
+             "games_csv": staging / "games.csv", "aggregates_csv": staging / "aggregates.csv"}
     files["markdown"].write_text(render_markdown(blocks))
-    files["html"].write_text(render_html(blocks, out, title))
+    files["html"].write_text(render_html(blocks, staging, title))
     _write_csv(files["runs_csv"], run_rows)
     _write_csv(files["games_csv"], [_flatten_game(g) for g in games])
     _write_csv(files["aggregates_csv"],
                [_flatten_aggregate(suite, a) for suite, rows in aggregates.items() for a in rows])
     return files
+
+
+REPORT_FILES = ("report.md", "report.html", "runs.csv", "games.csv", "aggregates.csv")
+REPORT_PLOTS = ("aggregates-*.png", "curve-*.png")  # in OUT/plots
+
+
+def earlier_report_files(out: Path, replace: bool) -> list[Path]:
+    """The files of a report already in ``out``; ``OutputExistsError`` if there are any and not ``replace``."""
+    from s3ta.outputs import refuse_to_replace
+
+    plots = sorted(p for pattern in REPORT_PLOTS for p in (out / "plots").glob(pattern)) if out.is_dir() else []
+    files = refuse_to_replace(out, REPORT_FILES, "a report", replace)
+    if plots and not replace:
+        refuse_to_replace(out, [str(plots[0].relative_to(out))], "a report", False)
+    return files + plots
 
 
 def _slug(name: str) -> str:

@@ -64,8 +64,12 @@ class _Entry(NamedTuple):
 class Actor:
     """Fills unrolls from a batch of environments; the agent's weights are read, never trained."""
 
-    def __init__(self, env: VecEnv, agent: nn.Module, unroll_length: int, seed: int):
+    def __init__(self, env: VecEnv, agent: nn.Module, unroll_length: int, seed: int, counter=None):
+        """``counter``: an optional shared ``multiprocessing.Value`` to which every step adds its number
+        of environments (progress reports of the learner's process); ``steps`` counts them locally."""
         self.env = env
+        self.counter = counter
+        self.steps = 0
         self.agent = agent
         self.unroll_length = unroll_length
         self.generator = torch.Generator().manual_seed(seed)
@@ -109,6 +113,10 @@ class Actor:
             self.timestep = self.env.step(entry.action.numpy())
             entry = self._act(self.timestep)
             self._write(unroll, t, entry)
+            self.steps += self.env.num_envs
+            if self.counter is not None:
+                with self.counter.get_lock():
+                    self.counter.value += self.env.num_envs
         self._last = entry
 
     def close(self) -> None:

@@ -71,10 +71,14 @@ def save_checkpoint(run_dir: str | Path, *, model: nn.Module, optimizer: torch.o
         "config": json.dumps(config),
     }
     tmp = path.with_suffix(".pt.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk: no half-written file, the earlier checkpoints stay as they were
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -82,7 +86,15 @@ def save_checkpoint(run_dir: str | Path, *, model: nn.Module, optimizer: torch.o
 
 
 def resolve(path_or_run_dir: str | Path) -> Path:
-    """A checkpoint file, or the newest checkpoint of a run directory."""
+    """A checkpoint file, the newest checkpoint of a run directory, or a zoo agent's weights (``zoo:NAME``,
+    hash-checked against its card)."""
+    from s3ta import zoo
+
+    if zoo.is_zoo_name(path_or_run_dir):
+        try:
+            return zoo.weights_path(path_or_run_dir)
+        except zoo.ZooError as error:
+            raise CheckpointError(str(error)) from None
     path = Path(path_or_run_dir)
     if path.is_dir():
         found = latest_checkpoint(path)

@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,16 @@ def _parse_override(text: str) -> tuple[str, Any]:
         return key, value
 
 
+# The values TrainConfig.__post_init__ accepts for these fields, listed by --help and checked by argparse.
+FLAG_CHOICES = {"mode": ("parallel", "serial"), "protocol": ("paper", "machado"), "backend": ("local", "ray")}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """A flag per TrainConfig field; unset flags stay out of the namespace (argparse.SUPPRESS)."""
     docs = field_docs(TrainConfig)
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
-        if field.name in skip or field.name == "agent_overrides":
+        if field.name in skip or field.name in ("agent_overrides", "preset"):
             continue
         default = getattr(defaults, field.name)
         flag = "--" + field.name.replace("_", "-")
@@ -51,6 +56,9 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         kind = type(default)
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        elif field.name in FLAG_CHOICES:
+            parser.add_argument(flag, dest=field.name, choices=FLAG_CHOICES[field.name],
                                 default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag, dest=field.name, type=float if kind is float else kind,
@@ -62,35 +70,67 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
 
 
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    from s3ta.training.config import config_source
+
     values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
-        values.update(TrainConfig.load(args.config).to_dict())
+        values.update(config_source(args.config))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for name in names:
         if name in vars(args):
             values[name] = getattr(args, name)
     if isinstance(values.get("agent_overrides"), list):
         values["agent_overrides"] = dict(values["agent_overrides"])
-    return TrainConfig.from_dict(values)
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as error:  # name the flags, not the fields: "--total-frames must be > 0, got 0"
+        message = str(error)
+        for name in names:
+            message = re.sub(rf"\b{name} must be", f"--{name.replace('_', '-')} must be", message)
+        raise ValueError(message) from None
+
+
+TIME_LIMIT_EXIT = 75  # EX_TEMPFAIL: stopped by --time-limit with a checkpoint; run again with --resume
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as "2h50m", "90m", "45s", "1h30m15s" or plain seconds ("3600")."""
+    text = text.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.fullmatch(text)
+        if not text or not match:
+            raise argparse.ArgumentTypeError(f"expected a duration like 2h50m, 90m or 3600, got {text!r}") from None
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = 3600 * hours + 60 * minutes + secs
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"a time limit must be > 0, got {text!r}")
+    return seconds
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from s3ta.training.checkpoint import CheckpointError
-    from s3ta.training.learner import NonFiniteLossError
+    """`s3ta train`; errors follow s3ta.cli's convention (registered with ``command``)."""
     from s3ta.training.loop import train
 
-    try:
+    given = {k for k in vars(args) if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    if args.resume and (Path(args.out) / "config.json").exists():
+        # The saved config is the run's; only the frame budget may change. Name what is ignored.
+        ignored = sorted(given - {"total_frames"}) + (["config"] if args.config else [])
+        if ignored:
+            flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+            print(f"note: --resume keeps the settings saved in {Path(args.out) / 'config.json'}; ignored: {flags}",
+                  file=sys.stderr)
+        config = TrainConfig()
+    else:
         config = config_from_args(args)
-        if args.resume:
-            saved = Path(args.out) / "config.json"
-            given = {k for k in vars(args) if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-            if saved.exists() and given - {"total_frames"}:
-                print(f"note: --resume continues with the settings saved in {saved}; other flags are ignored",
-                      file=sys.stderr)
-        summary = train(config, args.out, resume=args.resume)
-    except (CheckpointError, NonFiniteLossError, ValueError, ModuleNotFoundError) as error:  # e.g. Ray missing
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    summary = train(config, args.out, resume=args.resume, time_limit=args.time_limit,
+                    total_frames=getattr(args, "total_frames", None) if args.resume else None)
+    if summary["interrupted_by"] == "time-limit":
+        print(f"stopped by the time limit at {summary['frames']:,} frames; checkpoint {summary['checkpoint']}. "
+              f"Continue with: s3ta train --out {args.out} --resume")
+        return TIME_LIMIT_EXIT
     if summary["interrupted_by"]:
         print(f"stopped by {summary['interrupted_by']} at {summary['frames']:,} frames; checkpoint "
               f"{summary['checkpoint']}. Continue with: s3ta train --out {args.out} --resume")
@@ -112,13 +152,39 @@ def register(subparsers) -> None:
         description="Train an agent with IMPALA/V-trace. Defaults are the paper's hyperparameters.")
     train.add_argument("--out", required=True, help="run directory (config, checkpoints, logs)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its newest checkpoint, with its saved config")
-    train.add_argument("--config", help="a config.json (e.g. from an earlier run) to start from; flags override it")
+                       help="continue the run in --out from its newest readable checkpoint, with its saved config; "
+                            "--total-frames N extends (or shortens) its budget, the learning-rate schedule following "
+                            "the new total; other flags are ignored")
+    train.add_argument("--config", metavar="FILE_OR_PRESET",
+                       help="start from a config.json (e.g. of an earlier run) or a shipped preset "
+                            "(`s3ta list` names them, e.g. atari-small); flags override it")
+    train.add_argument("--time-limit", type=parse_duration, default=None, metavar="DURATION",
+                       help="stop cleanly with a checkpoint after this much wall-clock time (e.g. 2h50m, 90m, "
+                            f"3600); exit status {TIME_LIMIT_EXIT}, continue with --resume")
     add_config_flags(train)
-    train.set_defaults(func=_run_train)
+    from s3ta.cli import command
+    from s3ta.training.checkpoint import CheckpointError
+    from s3ta.training.learner import NonFiniteLossError
 
-    demo = subparsers.add_parser("demo", help="train s3ta-small on catch in minutes, evaluate it, show its attention")
-    demo.add_argument("--out", default="runs/demo", help="where to write the run")
-    demo.add_argument("--total-frames", type=int, default=None, help="override the demo's frame budget")
-    demo.add_argument("--mode", choices=("parallel", "serial"), default="parallel", help="acting/learning mode")
-    demo.set_defaults(func=_run_demo)
+    # A corrupt or mismatched checkpoint, a diverged loss or a missing optional package is a fault (exit 1).
+    train.set_defaults(func=command("train", faults=(CheckpointError, NonFiniteLossError, ModuleNotFoundError))(
+        _run_train))
+
+    from s3ta.cli import command, positive_int
+    from s3ta.training.demo import DEMO_CONFIG, EVAL_EPISODES
+
+    demo = subparsers.add_parser(
+        "demo", help="train s3ta-small on catch in minutes, evaluate it, show its attention",
+        description=f"Train s3ta-small on the built-in catch task ({DEMO_CONFIG.total_frames:,} frames; the whole "
+                    f"demo takes about 4 minutes on 2 CPU cores), evaluate it on {EVAL_EPISODES} greedy episodes, and "
+                    "write into --out the checkpoint, a learning curve, attention pictures, a video and the "
+                    "interactive viewer. Run it again to continue a stopped demo; a finished one is re-evaluated and its pictures, "
+                    "video and viewer remade.")
+    demo.add_argument("--out", default="runs/demo", help="where to write the run (default runs/demo)")
+    demo.add_argument("--total-frames", type=positive_int, default=None,
+                      help=f"the demo's frame budget (default {DEMO_CONFIG.total_frames:,}); the time estimate "
+                           "printed before training scales with it")
+    demo.add_argument("--mode", choices=("parallel", "serial"), default="parallel",
+                      help="parallel = actor processes beside the learner; serial = one process, slower "
+                           "(default parallel)")
+    demo.set_defaults(func=command("demo")(_run_demo))

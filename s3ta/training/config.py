@@ -97,24 +97,29 @@ class TrainConfig:
     """How many checkpoints to keep."""
     log_interval: float = 10.0
     """Seconds between plain-text progress lines (when stdout is not a terminal) and TB flushes."""
+    preset: str = ""
+    """The preset this config started from, as NAME@VERSION (e.g. atari-small@1); a record, not a setting."""
 
     def __post_init__(self):
         from s3ta import agents  # local: keep the config importable without torch start-up cost
 
         agents.config_for(self.agent, **self.agent_overrides)  # raises a clear error
-        checks = {
-            "total_frames": self.total_frames > 0, "unroll_length": self.unroll_length > 0,
-            "batch_size": self.batch_size > 0, "num_actors": self.num_actors > 0,
-            "envs_per_actor": self.envs_per_actor >= 0, "num_buffers": self.num_buffers >= 0,
-            "learning_rate": self.learning_rate > 0, "rmsprop_eps": self.rmsprop_eps > 0,
-            "discount": 0.0 <= self.discount <= 1.0, "reward_clip": self.reward_clip > 0,
-            "keep_checkpoints": self.keep_checkpoints > 0, "grad_norm_clip": self.grad_norm_clip >= 0,
-            "checkpoint_interval": self.checkpoint_interval > 0, "learner_threads": self.learner_threads >= 0,
-            "unroll_threads": self.unroll_threads >= 0,
+        requirements = {  # field: (holds, the valid range as the message states it)
+            "total_frames": (self.total_frames > 0, "> 0"), "unroll_length": (self.unroll_length > 0, "> 0"),
+            "batch_size": (self.batch_size > 0, "> 0"), "num_actors": (self.num_actors > 0, "> 0"),
+            "envs_per_actor": (self.envs_per_actor >= 0, ">= 0"), "num_buffers": (self.num_buffers >= 0, ">= 0"),
+            "learning_rate": (self.learning_rate > 0, "> 0"), "rmsprop_eps": (self.rmsprop_eps > 0, "> 0"),
+            "discount": (0.0 <= self.discount <= 1.0, "in [0, 1]"), "reward_clip": (self.reward_clip > 0, "> 0"),
+            "keep_checkpoints": (self.keep_checkpoints > 0, "> 0"),
+            "grad_norm_clip": (self.grad_norm_clip >= 0, ">= 0 (0 disables clipping)"),
+            "checkpoint_interval": (self.checkpoint_interval > 0, "> 0 seconds"),
+            "learner_threads": (self.learner_threads >= 0, ">= 0 (0 = all cores)"),
+            "unroll_threads": (self.unroll_threads >= 0, ">= 0 (0 = automatic)"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [f"{name} must be {rule}, got {getattr(self, name)!r}"
+               for name, (holds, rule) in requirements.items() if not holds]
         if bad:
-            raise ValueError(f"invalid training config values: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+            raise ValueError("; ".join(bad))
         for name, allowed in (("mode", ("parallel", "serial")), ("backend", ("local", "ray")),
                               ("lr_schedule", ("linear", "constant")),
                               ("protocol", ("paper", "machado")), ("device", ("auto", "cpu", "cuda"))):
@@ -158,3 +163,34 @@ class TrainConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read training config {path}: {error}") from None
+
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list[str]:
+    """Names of the training presets shipped with the package (s3ta/training/presets/*.json)."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.json"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A shipped preset: {"name", "version", "description", "config": {TrainConfig fields}, "deviations":
+    {field: why it differs from the paper's default}}."""
+    path = PRESET_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names()) or 'none'} "
+                         f"(or give the path of a config.json)")
+    preset = json.loads(path.read_text())
+    undocumented = sorted(set(preset["config"]) - set(preset["deviations"]) - {"env"})
+    if undocumented:
+        raise ValueError(f"preset {name!r} changes {undocumented} without saying why (its 'deviations')")
+    return preset
+
+
+def config_source(name_or_path: str | Path) -> dict[str, Any]:
+    """TrainConfig values from a config.json path or a preset name (the preset is recorded in "preset")."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        return TrainConfig.load(path).to_dict()
+    preset = load_preset(str(name_or_path))
+    return {**preset["config"], "preset": f"{preset['name']}@{preset['version']}"}

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s3ta.training.checkpoint import latest_checkpoint
 from s3ta.training.config import TrainConfig
-from s3ta.training.loop import DONE_MARKER, train
 
 # Tuned for catch on 2 CPU cores; see docs/benchmarks.md for the learning curve and timings.
 DEMO_CONFIG = TrainConfig(
@@ -28,6 +26,17 @@ DEMO_CONFIG = TrainConfig(
     checkpoint_interval=60.0,
 )
 EVAL_EPISODES = 200
+# Training speed of the demo config in parallel mode on 2 CPU cores (docs/benchmarks.md: 250,000
+# frames in about 200 s), for the time estimate printed before training.
+DEMO_FRAMES_PER_SECOND = 1250.0
+
+
+def estimate(total_frames: int, frames_per_second: float = DEMO_FRAMES_PER_SECOND) -> str:
+    """The expected training time of ``total_frames`` frames, in words ("about 3 minutes")."""
+    seconds = total_frames / frames_per_second
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} seconds"
+    return f"about {round(seconds / 60)} minutes"
 
 
 def learning_curve(run_dir: Path, path: Path) -> Path:
@@ -48,19 +57,25 @@ def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mod
     from s3ta import envs
     from s3ta.analysis.recording import record
     from s3ta.evaluation.evaluate import evaluate_checkpoint, format_results
-    from s3ta.training.checkpoint import load_agent
+    from s3ta.outputs import writable_dir
+    from s3ta.training.checkpoint import latest_checkpoint, load_agent
+    from s3ta.training.loop import DONE_MARKER, train
     from s3ta.viz import save_attention_figure, write_video, write_viewer
 
-    out = Path(out)
+    out = writable_dir(out)  # before minutes of training
     config = TrainConfig.from_dict({**DEMO_CONFIG.to_dict(), "mode": mode,
                                     **({"total_frames": total_frames} if total_frames else {})})
     started = time.monotonic()
     if (out / DONE_MARKER).exists():
         print(f"{out} already holds a finished demo run; delete it to train again. Re-evaluating it.")
     else:
-        resume = latest_checkpoint(out) is not None
+        latest = latest_checkpoint(out)
+        resume = latest is not None
+        frames_part = latest.stem.rpartition("-")[2] if resume else ""  # ckpt-<frames>.pt
+        done = int(frames_part) if frames_part.isdigit() else 0
         print(f"training {config.agent} on {config.env} for {config.total_frames:,} frames "
-              f"({'resuming' if resume else 'about 4 minutes on 2 cores'}) -> {out}", flush=True)
+              f"({'resuming at ' + format(done, ',') + ' frames, ' if resume else ''}"
+              f"{estimate(max(config.total_frames - done, 0))} on 2 CPU cores) -> {out}", flush=True)
         summary = train(config, out, resume=resume)
         if not summary["finished"]:
             print(f"stopped at {summary['frames']:,} frames; run `s3ta demo` again to continue")
@@ -76,7 +91,7 @@ def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mod
     recording = record(agent, env, num_episodes=4, seed=config.seed + 1, greedy=True,
                        source={"checkpoint": str(checkpoint.path), "env": config.env})
     env.close()
-    recording_dir = recording.save(out / "recording")
+    recording_dir = recording.save(out / "recording", replace=True)  # the demo's own, remade with its videos
     files = {
         "checkpoint": checkpoint.path,
         "learning curve": learning_curve(out, out / "learning_curve.png"),
@@ -96,4 +111,5 @@ def run_demo(out: str | Path = "runs/demo", total_frames: int | None = None, mod
     for name, path in files.items():
         print(f"  {name:20s} {path}")
     print(f"  {'explain further':20s} s3ta explain whatwhere {recording_dir}  (also saliency, intervene, inject, grounding)")
+    print(f"  {'audit (under 1 min)':20s} s3ta explain audit {out} --out {out / 'audit'}  (docs/interpretability.md)")
     return 0

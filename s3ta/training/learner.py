@@ -47,6 +47,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, frames
     return torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
 
 
+def sync_learning_rate(optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """Set the optimizer's learning rate to what ``scheduler`` gives at its current step. After a resume
+    with another frame budget the saved rate belongs to the old schedule; this makes the next update
+    follow the new one."""
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+
+
 def attention_entropy(attention: Tensor) -> Tensor:
     """[T, B, N, h, w] -> [N]: mean entropy (nats) of each head's spatial distribution."""
     p = attention.flatten(-2)  # [T, B, N, h*w]

@@ -4,8 +4,10 @@ from a runner, update, report, and checkpoint periodically, at the end and on SI
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import threading
 import signal
 import time
 from pathlib import Path
@@ -18,12 +20,21 @@ from s3ta.runtime import tune_allocator
 from s3ta.training.checkpoint import (
     CheckpointError,
     check_compatible,
+    checkpoint_dir,
+    list_checkpoints,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
 from s3ta.training.config import TrainConfig
-from s3ta.training.learner import NonFiniteLossError, choose_unroll_threads, learn, make_optimizer, make_scheduler
+from s3ta.training.learner import (
+    NonFiniteLossError,
+    choose_unroll_threads,
+    learn,
+    make_optimizer,
+    make_scheduler,
+    sync_learning_rate,
+)
 from s3ta.training.monitor import Monitor
 from s3ta.training.runners import ParallelRunner, SerialRunner
 
@@ -47,6 +58,58 @@ def probe_env(config: TrainConfig) -> tuple[tuple[int, int, int], int, int]:
         env.close()
 
 
+class FirstBatchProgress:
+    """Progress lines until this call's first update is done: the paper-size agent on a CPU acts for
+    minutes before its first update, and a silent terminal looks hung. A line at once, then one every
+    ``interval`` seconds with the agent steps acted so far (``runner.acted_steps()``, None if unknown)."""
+
+    def __init__(self, monitor: Monitor, runner: Any, steps_per_batch: int, interval: float = 5.0):
+        self.monitor, self.runner, self.needed, self.interval = monitor, runner, steps_per_batch, interval
+        self.phase = "idle"  # -> acting -> learning -> done
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.phase != "idle":
+            return
+        self.phase, self.started = "acting", time.monotonic()
+        self.monitor.message(f"acting: the first batch needs {self.needed:,} agent steps; the first update follows")
+        self.thread = threading.Thread(target=self._report, name="s3ta-first-batch", daemon=True)
+        self.thread.start()
+
+    def stop(self, learning: bool = False) -> None:
+        """``learning=True``: the batch arrived and the first update runs; otherwise the update is done."""
+        if self.phase == "acting" and learning:
+            self.phase = "learning"
+            return
+        if self.phase in ("acting", "learning"):
+            self.phase = "done"
+            self.wake.set()
+            self.thread.join()
+
+    def _report(self) -> None:
+        while not self.wake.wait(self.interval):
+            elapsed = time.monotonic() - self.started
+            if self.phase == "acting":
+                acted = self.runner.acted_steps()
+                done = f"{min(acted, self.needed):,}/{self.needed:,} agent steps" if acted is not None else "running"
+                self.monitor.message(f"acting: {done} of the first batch ({elapsed:.0f} s)")
+            elif self.phase == "learning":
+                self.monitor.message(f"learning: the first update is running ({elapsed:.0f} s since start)")
+
+
+def write_learning_curve(run_dir: Path, config: TrainConfig, log=print) -> Path | None:
+    """``run_dir/learning_curve.png``: training returns against frames; None (and a note) when no
+    episode has ended yet or the plot cannot be written."""
+    from s3ta.evaluation.plots import run_learning_curve  # local: matplotlib loads only when needed
+
+    try:
+        return run_learning_curve(run_dir, run_dir / "learning_curve.png", title=f"{config.agent} on {config.env}")
+    except (OSError, ValueError) as error:
+        log(f"no learning curve written: {error}")
+        return None
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state()}
 
@@ -64,49 +127,109 @@ def _episodes(batch: dict[str, torch.Tensor]) -> list[tuple[float, int]]:
     return list(zip(returns[ended].tolist(), lengths[ended].tolist()))
 
 
-def prepare_run(config: TrainConfig, run_dir: Path, resume: bool) -> tuple[TrainConfig, Any]:
-    """Check the run directory against ``resume`` and return (config to use, checkpoint or None)."""
+def newest_valid_checkpoint(run_dir: Path) -> tuple[Any, list[tuple[Path, str]]]:
+    """The newest checkpoint of ``run_dir`` that loads, and the (path, reason) of newer ones skipped.
+    Raises CheckpointError when checkpoints exist but none loads."""
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return load_checkpoint(path), skipped
+        except CheckpointError as error:
+            skipped.append((path, str(error)))
+    if skipped:
+        raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {skipped[0][1]}"
+                              + (f" (and {len(skipped) - 1} older)" if len(skipped) > 1 else ""))
+    return None, skipped
+
+
+def prepare_run(config: TrainConfig, run_dir: Path, resume: bool,
+                total_frames: int | None = None) -> tuple[TrainConfig, Any, list[str]]:
+    """Check the run directory against ``resume``; return (config to use, checkpoint or None, notes to
+    print). On resume the saved config is used, with ``total_frames`` (if given) as its new budget."""
     saved_config = run_dir / "config.json"
     if resume:
         if not saved_config.exists():
             raise CheckpointError(f"cannot resume: {saved_config} does not exist")
         config = TrainConfig.load(saved_config)
-        latest = latest_checkpoint(run_dir)
-        return config, (load_checkpoint(latest) if latest else None)
+        checkpoint, skipped = newest_valid_checkpoint(run_dir)
+        notes = [f"skipped unreadable checkpoint {path.name}: {reason}" for path, reason in skipped]
+        if checkpoint is None:
+            notes.append(f"no checkpoint in {run_dir}: starting from frame 0 with its saved config")
+        done = checkpoint.counters["frames"] if checkpoint is not None else 0
+        if total_frames is not None and total_frames != config.total_frames:
+            if total_frames <= done:
+                raise ValueError(f"--total-frames must be > the {done:,} frames this run has already trained, "
+                                 f"got {total_frames:,}")
+            notes.append(f"frame budget {config.total_frames:,} -> {total_frames:,}; the learning-rate schedule "
+                         f"follows the new total")
+            config = dataclasses.replace(config, total_frames=total_frames)
+        return config, checkpoint, notes
     if latest_checkpoint(run_dir) is not None:
         raise CheckpointError(f"{run_dir} already holds checkpoints: pass --resume to continue it, or choose another --out")
-    return config, None
+    return config, None, []
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream=None) -> dict[str, Any]:
-    """Train until ``config.total_frames``; returns a summary (frames, updates, mean return, ...)."""
+def check_writable(run_dir: Path) -> None:
+    """Raise OSError with a one-line reason when ``run_dir`` cannot be created or written."""
+    for parent in (run_dir, *run_dir.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"--out {run_dir}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PermissionError(f"--out {run_dir}: {parent} is not writable")
+            return
+
+
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream=None, *,
+          total_frames: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
+    """Train until ``config.total_frames``; returns a summary (frames, updates, mean return, ...).
+
+    ``resume`` continues the run in ``run_dir`` with its saved config; ``total_frames`` then replaces its
+    budget (the learning-rate schedule follows the new total). ``time_limit`` (seconds of wall clock from
+    the start of this call) stops the run cleanly with a checkpoint, like SIGTERM. Everything that can fail
+    on bad input (config, env, device, checkpoint) is checked before ``run_dir`` is created or written.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config, checkpoint = prepare_run(config, run_dir, resume)
-    config.save(run_dir / "config.json")
+    started = time.monotonic()
+    check_writable(run_dir)
+    config, checkpoint, notes = prepare_run(config, run_dir, resume, total_frames)
     device = resolve_device(config.device)
+    observation_shape, num_actions, frames_per_step = probe_env(config)
+    torch.manual_seed(config.seed)  # the initial weights
+    agent = agents.build(config.agent, observation_shape, num_actions, **config.agent_overrides)
+    if checkpoint is not None:
+        check_compatible(checkpoint, agents.describe(agent))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    if resume and config.total_frames > (checkpoint.counters["frames"] if checkpoint else 0):
+        (run_dir / DONE_MARKER).unlink(missing_ok=True)  # an extended run is no longer finished
     tune_allocator()
     torch.set_num_threads(config.learner_threads or os.cpu_count() or 1)
-    torch.manual_seed(config.seed)
-
-    observation_shape, num_actions, frames_per_step = probe_env(config)
-    agent = agents.build(config.agent, observation_shape, num_actions, **config.agent_overrides).to(device)
+    agent = agent.to(device)
     frames_per_update = config.unroll_length * config.batch_size * frames_per_step
     optimizer = make_optimizer(agent, config)
     scheduler = make_scheduler(optimizer, config, frames_per_update)
     unroll_threads = choose_unroll_threads(agent, config, device)
     counters = {"frames": 0, "updates": 0, "episodes": 0}
     if checkpoint is not None:
-        check_compatible(checkpoint, agents.describe(agent))
         agent.load_state_dict(checkpoint.model)
         optimizer.load_state_dict(checkpoint.optimizer)
         scheduler.load_state_dict(checkpoint.scheduler)
+        sync_learning_rate(optimizer, scheduler)  # the schedule of this config's total, from the saved update
         counters.update(checkpoint.counters)
         _restore_rng(checkpoint.rng)
 
     monitor = Monitor(run_dir, config.total_frames, counters["frames"], config.log_interval, stream=stream)
+    for note in notes:
+        monitor.message(note)
     if checkpoint is not None:
         monitor.message(f"resumed from {checkpoint.path.name} at {counters['frames']:,} frames")
+    overshoot = -(config.total_frames - counters["frames"]) % frames_per_update
+    monitor.message(f"{config.agent} on {config.env}: {frames_per_update:,} frames per update (T {config.unroll_length}"
+                    f" x B {config.batch_size} x action repeat {frames_per_step})"
+                    + (f"; the run ends after the update that passes {config.total_frames:,}, "
+                       f"{overshoot:,} frames later" if overshoot else ""))
     if unroll_threads is not None:
         monitor.message(f"learner: encoder on {torch.get_num_threads()} thread(s), time loop on {unroll_threads} "
                         f"(unroll_threads)")
@@ -124,6 +247,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     for signum in (signal.SIGINT, signal.SIGTERM):
         handlers[signum] = signal.signal(signum, request_stop)
 
+    start_updates = counters["updates"]
     if config.backend == "ray":
         from s3ta.training.ray_runner import RayRunner  # local: Ray is an optional dependency
 
@@ -132,22 +256,33 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
         runner_type = SerialRunner if config.mode == "serial" else ParallelRunner
         runner = runner_type(config, agent, device, generation=counters["updates"])
     last_checkpoint = time.monotonic()
-    started = time.monotonic()
     start_frames = counters["frames"]
     learner = None  # the data-parallel learner's rank 0 when num_learners > 1
+    stopped_by: str | None = None
+    waiting = FirstBatchProgress(monitor, runner, config.unroll_length * config.batch_size)
     try:
         if config.num_learners > 1:
             from s3ta.training.distributed import DataParallelLearner
 
             learner = DataParallelLearner(config, agent, optimizer, scheduler, device, frames_per_update)
-        while counters["frames"] < config.total_frames and not stop_signal:
+        while counters["frames"] < config.total_frames:
+            if stop_signal:
+                stopped_by = signal.Signals(stop_signal[0]).name
+                break
+            if time_limit is not None and time.monotonic() - started >= time_limit:
+                stopped_by = "time-limit"
+                break
+            if counters["updates"] == start_updates:
+                waiting.start()
             batch, initial_state = runner.next_batch()
+            waiting.stop(learning=True)
             try:
                 stats = learner.learn(batch, initial_state) if learner else \
                     learn(agent, optimizer, scheduler, batch, initial_state, config, unroll_threads)
             except NonFiniteLossError as error:
                 path = checkpoint_now()
                 raise NonFiniteLossError(f"{error}; training stopped, last good weights in {path}") from None
+            waiting.stop()
             runner.publish(agent)
             counters["frames"] += frames_per_update
             counters["updates"] += 1
@@ -159,7 +294,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
                 checkpoint_now()
                 last_checkpoint = time.monotonic()
         path = checkpoint_now()
+        write_learning_curve(run_dir, config, monitor.message)
     finally:
+        waiting.stop()
         if learner is not None:
             learner.close()
         runner.close()
@@ -173,7 +310,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     elapsed = time.monotonic() - started
     summary = {
         "run_dir": str(run_dir), "checkpoint": str(path), "finished": finished,
-        "interrupted_by": signal.Signals(stop_signal[0]).name if stop_signal else None,
+        "interrupted_by": stopped_by,
         **counters, "mean_recent_return": monitor.mean_return,
         "fps": (counters["frames"] - start_frames) / elapsed if elapsed > 0 else math.nan,
     }

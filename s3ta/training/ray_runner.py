@@ -175,6 +175,10 @@ class RayRunner:
         self.version += 1
         self.weights = ray.put(_numpy_state_dict(agent))
 
+    def acted_steps(self) -> None:
+        """Unknown here: Ray actors report only whole unrolls."""
+        return None
+
     def stats(self) -> dict[str, float]:
         return {"ray/actor_restarts": float(self.restarts)}
 

@@ -49,6 +49,10 @@ class SerialRunner:
         self.initial_state = allocate_state(agent, config.batch_size)
         self.agent = agent
 
+    def acted_steps(self) -> int:
+        """Agent steps acted so far (all environments)."""
+        return self.actor.steps
+
     def next_batch(self) -> tuple[dict[str, Tensor], State]:
         self.actor.fill(self.unroll, self.initial_state)
         return _to_device(self.unroll, self.device), _to_device(self.initial_state, self.device)
@@ -66,7 +70,8 @@ class SerialRunner:
 
 
 def _actor_main(index: int, config_dict: dict, description: dict, seed: int, shared_weights: dict[str, Tensor],
-                version, lock, unrolls: list, states: list, free_queue, full_queue, parent_pid: int) -> None:
+                version, lock, unrolls: list, states: list, free_queue, full_queue, parent_pid: int,
+                acted=None) -> None:
     """Entry point of one actor process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner decides when to stop
     tune_allocator()
@@ -91,7 +96,7 @@ def _actor_main(index: int, config_dict: dict, description: dict, seed: int, sha
                     agent.load_state_dict(shared_weights)
                     local_version = version.value
             if actor is None:
-                actor = Actor(env, agent, config.unroll_length, seed=seed)
+                actor = Actor(env, agent, config.unroll_length, seed=seed, counter=acted)
             actor.fill(unrolls[slot], states[slot])
             full_queue.put(slot)
     except KeyboardInterrupt:
@@ -118,6 +123,7 @@ class ParallelRunner:
 
         context = torch.multiprocessing.get_context("spawn")
         self.version = context.Value("l", 0)
+        self.acted = context.Value("q", 0)  # agent steps acted by all actors, for progress lines
         self.lock = context.Lock()
         self.free_queue = context.Queue()
         self.full_queue = context.Queue()
@@ -129,7 +135,8 @@ class ParallelRunner:
             process = context.Process(
                 target=_actor_main, daemon=True, name=f"s3ta-actor-{index}",
                 args=(index, config.to_dict(), agents.describe(agent), seeds[index], self.shared_weights,
-                      self.version, self.lock, self.unrolls, self.states, self.free_queue, self.full_queue, os.getpid()))
+                      self.version, self.lock, self.unrolls, self.states, self.free_queue, self.full_queue, os.getpid(),
+                      self.acted))
             process.start()
             self.processes.append(process)
 
@@ -144,6 +151,10 @@ class ParallelRunner:
                 return self.full_queue.get(timeout=1.0)
             except queue.Empty:
                 self._check_actors()
+
+    def acted_steps(self) -> int:
+        """Agent steps acted so far by all actor processes."""
+        return int(self.acted.value)
 
     def next_batch(self) -> tuple[dict[str, Tensor], State]:
         slots = [self._take_slot() for _ in range(self.slots_per_batch)]

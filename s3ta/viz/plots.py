@@ -171,3 +171,57 @@ def plot_grounding(result: dict[str, Any], path: str | Path) -> Path:
     axes[2].set_title("peak cell on an object", fontsize=9)
     axes[2].legend(fontsize=7)
     return _save(figure, path)
+
+
+def plot_faithfulness(result: dict[str, Any], path: str | Path) -> Path:
+    """Deletion and insertion curves (mean over states) of every map, one row per substrate;
+    heads in their colours, the heads' mean black, saliency green, random grey dashed."""
+    summary = result["summary"]
+    fractions = np.asarray(result["fractions"]) * 100
+    figure = _figure(10, 3.2 * len(summary))
+    axes = np.atleast_2d(figure.subplots(len(summary), 2))
+    for row, (kind, maps) in enumerate(summary.items()):
+        for col, mode in enumerate(("deletion", "insertion")):
+            ax = axes[row, col]
+            for name, entry in maps.items():
+                style: dict[str, Any] = {"lw": 1.2}
+                if name.startswith("head "):
+                    style["color"] = _rgb(int(name.split()[1]))
+                elif name == "heads mean":
+                    style.update(color="black", lw=2)
+                elif name == "saliency":
+                    style.update(color="tab:green", lw=2)
+                else:
+                    style.update(color="grey", ls="--", lw=2)
+                auc = entry[mode]["auc"]["mean"]
+                ax.plot(fractions, entry[mode]["p_curve"], label=f"{name} (AUC {auc:.3f})", **style)
+            ax.set_title(f"{mode}, {kind} substrate", fontsize=9)
+            ax.set_xlabel("% of pixels " + ("deleted" if mode == "deletion" else "inserted"), fontsize=8)
+            ax.set_ylabel("p(chosen action)", fontsize=8)
+            ax.set_ylim(0, 1.02)
+            ax.legend(fontsize=6)
+    return _save(figure, path)
+
+
+def plot_sanity(result: dict[str, Any], path: str | Path) -> Path:
+    """Spearman correlation of each map with the trained agent's, as layers are randomised."""
+    stages = result["stages"]
+    figure = _figure(max(6.0, 0.8 * len(stages) + 2), 3.4)
+    ax = figure.subplots()
+    x = np.arange(len(stages))
+    for name in result["maps"]:
+        style: dict[str, Any] = {"marker": "o", "lw": 1.2}
+        if name.startswith("head "):
+            style["color"] = _rgb(int(name.split()[1]))
+        elif name == "heads mean":
+            style.update(color="black", lw=2)
+        else:
+            style.update(color="tab:green", lw=2)
+        ax.plot(x, [row["spearman"][name] for row in stages], label=name, **style)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(x, [row["randomised_down_to"] for row in stages], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("Spearman with trained map", fontsize=8)
+    ax.set_title("model randomisation, cumulative from the top", fontsize=9)
+    ax.set_ylim(-0.3, 1.05)
+    ax.legend(fontsize=7)
+    return _save(figure, path)

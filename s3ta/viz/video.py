@@ -6,6 +6,7 @@ Pillow; frames are composed with NumPy and Pillow's text drawing.
 
 from __future__ import annotations
 
+import errno
 import math
 from pathlib import Path
 from typing import Iterator
@@ -123,17 +124,22 @@ class FrameComposer:
         draw.line([(cursor, 2), (cursor, self.timeline_height - 2)], fill=(255, 255, 255), width=1)
         return image
 
+    def header_text(self, t: int) -> str:
+        """The line above recorded step t: episode and step numbered from 0, as the viewer,
+        recording.json and ``s3ta explain video --episodes`` number them; action, p, V, r."""
+        arrays, names = self.recording.arrays, self.recording.action_names
+        action = int(arrays["action"][t])
+        return (f"episode {int(arrays['episode'][t])} step {int(arrays['episode_step'][t])}   "
+                f"{names[action] if action < len(names) else action} p={arrays['action_probs'][t, action]:.2f}   "
+                f"V={arrays['value'][t]:+.2f}   r={arrays['reward'][t]:+g}")
+
     def __call__(self, t: int) -> np.ndarray:
         """The composed RGB frame [height, width, 3] of recorded step t."""
         rec, arrays = self.recording, self.recording.arrays
         canvas = Image.new("RGB", (self.width, self.height), BACKGROUND)
         draw = ImageDraw.Draw(canvas)
         frame = self.frames[t]
-        action = int(arrays["action"][t])
-        names = rec.action_names
-        header = (f"ep {int(arrays['episode'][t])} step {int(arrays['episode_step'][t])}   "
-                  f"{names[action] if action < len(names) else action} p={arrays['action_probs'][t, action]:.2f}   "
-                  f"V={arrays['value'][t]:+.2f}   r={arrays['reward'][t]:+g}")
+        header = self.header_text(t)
         if rec.has_attention:
             maps = arrays["attention"][t]
             if self.mode == "whatwhere":
@@ -176,6 +182,7 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
     import imageio.v2 as imageio
 
     from s3ta.analysis.recording import iter_episode_steps
+    from s3ta.outputs import writable_dir
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -184,6 +191,9 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
     steps = iter_episode_steps(recording, episodes)
     if max_steps is not None:
         steps = steps[:max_steps]
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a video file", str(path))
+    writable_dir(path.parent)  # before rendering
     frames = iter_video_frames(recording, steps, upsample=upsample, opacity=opacity, mode=mode)
     if progress:
         from tqdm import tqdm

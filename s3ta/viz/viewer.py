@@ -101,6 +101,8 @@ def write_viewer(recording: Recording | str | Path, path: str | Path | None = No
                  episodes: list[int] | None = None, max_steps: int | None = None) -> Path:
     """Write the self-contained viewer of ``recording`` (a Recording or a directory) to ``path``
     (default: ``viewer.html`` in the recording directory). Returns the path."""
+    from s3ta.outputs import writable_dir
+
     if not isinstance(recording, Recording):
         recording = load_recording(recording)
     if path is None:
@@ -114,6 +116,6 @@ def write_viewer(recording: Recording | str | Path, path: str | Path | None = No
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     page = TEMPLATE.replace("__TITLE__", html.escape(data["title"])).replace("__DATA__", payload)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(path.parent)
     path.write_text(page, encoding="utf-8")
     return path

@@ -196,7 +196,8 @@ TEMPLATE = r"""<!DOCTYPE html>
       label.textContent = "head " + n + "  peak " + (100 * D.attentionPeak[t][n]).toFixed(1) + "%" + (D.whatWhereScore ? "  what/where " + D.whatWhereScore[t][n].toFixed(2) : "");
     }
     $("scrub").value = t;
-    $("status").textContent = "step " + (t + 1) + "/" + T + "  episode " + D.episode[t] + " t=" + D.episodeStep[t] +
+    // numbered from 0 like the video's header, recording.json and `s3ta explain video --episodes`
+    $("status").textContent = "episode " + D.episode[t] + " step " + D.episodeStep[t] + "  (" + (t + 1) + "/" + T + ")" +
       "  action " + (D.actionNames[a] || a) + " p=" + D.probs[t][a].toFixed(2) + "  V=" + D.value[t].toFixed(3) + "  r=" + D.reward[t];
     $("mainLabel").textContent = state.mode === "saliency" && !saliency[t] ? "no saliency computed at this step" : (state.mode === "frame" ? "no attention (baseline agent)" : "all selected heads: " + state.mode);
     for (const c of charts) drawChart(c);

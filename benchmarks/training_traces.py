@@ -1,0 +1,77 @@
+"""Traces of one or more training runs against frames, for diagnosing whether and how a run learns:
+episode return, policy entropy, per-head attention entropy, value loss, mean |advantage| and gradient
+norm, read from each run's metrics.jsonl. One PNG with a panel per quantity, a line per run.
+
+    python benchmarks/training_traces.py runs/pong-s1 runs/pong-s2 --out docs/img/pong-traces.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from s3ta.evaluation.metrics import binned_mean
+from s3ta.evaluation.report import read_metrics, read_training_episodes
+
+PANELS = (
+    ("return", "episode return (mean per bin)"),
+    ("policy_entropy", "policy entropy (nats)"),
+    ("attention_entropy", "attention entropy, mean of heads (nats)"),
+    ("loss/baseline", "value loss (sum over T·B)"),
+    ("mean_abs_advantage", "mean |advantage|"),
+    ("grad_norm", "gradient norm (before clipping)"),
+)
+
+
+def read_updates(run_dir: Path) -> dict[str, np.ndarray]:
+    """Per logged update: frames and the scalars of PANELS (the heads' mean attention entropy)."""
+    rows = read_metrics(run_dir, "update")
+    heads = sorted(k for k in (rows[0] if rows else {}) if k.startswith("attention_entropy/"))
+    out = {"frames": np.array([r["frames"] for r in rows], float)}
+    for key in ("policy_entropy", "loss/baseline", "mean_abs_advantage", "grad_norm", "learning_rate"):
+        out[key] = np.array([r.get(key, math.nan) for r in rows], float)
+    if heads:
+        out["attention_entropy"] = np.array([np.mean([r[h] for h in heads]) for r in rows], float)
+    return out
+
+
+def smooth(frames: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.linspace(0, max(frames.max(), 1), bins + 1)
+    return (edges[:-1] + edges[1:]) / 2, binned_mean(frames, values, edges)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--bins", type=int, default=50, help="frame bins per curve (default 50)")
+    args = parser.parse_args()
+
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    for run in args.runs:
+        updates = read_updates(run)
+        frames, returns = read_training_episodes(run)
+        series = {"return": (frames, returns), **{k: (updates["frames"], v) for k, v in updates.items() if k != "frames"}}
+        for ax, (key, title) in zip(axes, PANELS):
+            if key in series and series[key][0].size:
+                x, y = smooth(*series[key], args.bins)
+                present = ~np.isnan(y)  # bins without data are skipped, not drawn as gaps
+                ax.plot(x[present], y[present], label=run.name)
+            ax.set_title(title, fontsize="medium")
+            ax.set_xlabel("frames")
+            ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    FigureCanvasAgg(fig)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=100)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The zoo: trained reference agents shipped inside the package, one folder each (weights, card.json,
+learning curve, attention GIF), addressed as ``zoo:NAME`` wherever a checkpoint is taken.
+
+A zoo agent's ``weights.pt`` is an s3ta checkpoint holding only the model (no optimizer, schedule or RNG
+state), so ``s3ta.training.checkpoint.load_agent("zoo:NAME")`` reads it with ``weights_only=True`` like
+any other. ``card.json`` says how it was made and scored; its ``sha256`` is checked on every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+ZOO_DIR = Path(__file__).parent
+PREFIX = "zoo:"
+WEIGHTS = "weights.pt"
+CARD = "card.json"
+CURVE = "learning_curve.png"
+GIF = "attention.gif"
+MAX_WEIGHTS_BYTES = 10 * 2**20
+
+
+class ZooError(ValueError):
+    """An unknown zoo name, or a zoo agent whose files do not match its card; one line."""
+
+
+def names(root: Path = ZOO_DIR) -> list[str]:
+    """The zoo's agents (folders with a card.json), sorted."""
+    return sorted(path.parent.name for path in root.glob(f"*/{CARD}"))
+
+
+def is_zoo_name(spec: str | os.PathLike) -> bool:
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def folder(name: str, root: Path = ZOO_DIR) -> Path:
+    name = name[len(PREFIX):] if is_zoo_name(name) else name
+    path = root / name
+    if not (path / CARD).is_file():
+        known = ", ".join(names(root)) or "none yet"
+        raise ZooError(f"unknown zoo agent {name!r}; the zoo has: {known} (`s3ta zoo list`)")
+    return path
+
+
+def card(name: str, root: Path = ZOO_DIR) -> dict[str, Any]:
+    return json.loads((folder(name, root) / CARD).read_text())
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_path(name: str, root: Path = ZOO_DIR, verify: bool = True) -> Path:
+    """The weights file of zoo agent ``name`` (``NAME`` or ``zoo:NAME``), its hash checked against the card."""
+    path = folder(name, root) / WEIGHTS
+    if verify:
+        expected = card(name, root)["sha256"]
+        if not path.is_file() or sha256(path) != expected:
+            raise ZooError(f"zoo agent {name!r}: {path} is missing or does not match the sha256 of its card")
+    return path
+
+
+def describe_machine() -> str:
+    """CPU model, core count, GPU if any, torch version: the card's "machine"."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{os.cpu_count()} cores of {cpu}{gpu}, torch {torch.__version__}"
+
+
+def training_hours(run_dir: Path) -> float:
+    """Wall-clock hours of a run over all its attempts, from the ``time`` of its logged updates (each
+    attempt restarts its clock; what an attempt did after its last log line is not counted)."""
+    from s3ta.evaluation.report import read_metrics
+
+    total, last = 0.0, 0.0
+    for record in read_metrics(run_dir, "update"):
+        if record["time"] < last:  # a new attempt
+            total += last
+        last = record["time"]
+    return (total + last) / 3600
+
+
+def export_weights(checkpoint_path: str | Path, out: Path) -> Path:
+    """Write the model-only checkpoint of ``checkpoint_path`` to ``out``; raises ZooError over 10 MB."""
+    import torch
+
+    from s3ta.training.checkpoint import FORMAT_VERSION, load_checkpoint
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    payload = {"format_version": FORMAT_VERSION, "model": checkpoint.model, "optimizer": {}, "scheduler": {},
+               "counters": checkpoint.counters, "rng": {}, "agent": json.dumps(checkpoint.agent),
+               "config": json.dumps(checkpoint.config)}
+    torch.save(payload, out)
+    if out.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise ZooError(f"{out} is {out.stat().st_size / 2**20:.1f} MB; zoo weights must be at most 10 MB")
+    return out
+
+
+def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None, episodes: int = 30,
+        gif_steps: int = 240, root: Path = ZOO_DIR, machine: str | None = None, notes: str = "",
+        log: Callable[[str], None] = print) -> Path:
+    """Make zoo agent ``name`` from a training run: its newest checkpoint (or ``checkpoint``) as weights,
+    ``episodes`` evaluation episodes under the run's protocol (sampled actions, the run's seed), the
+    learning curve, and an attention GIF of the first ``gif_steps`` steps of one evaluation episode."""
+    from s3ta import agents, envs
+    from s3ta.analysis.recording import record
+    from s3ta.evaluation.evaluate import evaluate_checkpoint
+    from s3ta.evaluation.plots import run_learning_curve
+    from s3ta.training.checkpoint import load_agent, resolve
+    from s3ta.viz import write_video
+
+    run_dir = Path(run_dir)
+    source = resolve(checkpoint or run_dir)
+    target = root / name
+    staging = root / f".{name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        weights = export_weights(source, staging / WEIGHTS)
+        agent, ckpt = load_agent(weights)
+        config = ckpt.config
+        log(f"evaluating {source} on {episodes} episodes of {config['env']}")
+        summary, played = evaluate_checkpoint(weights, episodes, out=staging / "eval", progress=True)
+        log("learning curve and attention GIF")
+        run_learning_curve(run_dir, staging / CURVE, title=f"{name}: {config['agent']} on {config['env']}")
+        env = envs.make(config["env"], 1, seed=config.get("seed", 0) + 1, protocol=config.get("protocol", "paper"))
+        try:
+            recording = record(agent, env, num_episodes=1, seed=config.get("seed", 0) + 1, max_steps=gif_steps,
+                               source={"checkpoint": f"{PREFIX}{name}", "env": config["env"]})
+        finally:
+            env.close()
+        if agents.is_attention_agent(agent):
+            write_video(recording, staging / GIF, max_steps=gif_steps, fps=15.0)
+        shutil.rmtree(staging / "eval")
+        ret = summary["return"]
+        info = {
+            "name": name,
+            "env": config["env"],
+            "agent": config["agent"],
+            "preset": config.get("preset", ""),
+            "config": config,
+            "agent_description": ckpt.agent,
+            "frames": int(ckpt.counters["frames"]),
+            "updates": int(ckpt.counters["updates"]),
+            "wall_clock_hours": round(training_hours(run_dir), 3),
+            "machine": machine or describe_machine(),
+            "protocol": config.get("protocol", "paper"),
+            "evaluation": {
+                "episodes": len(played), "policy": summary.get("policy", "sampled"), "seed": summary.get("seed"),
+                "mean": ret["mean"], "ci_low": ret["ci_low"], "ci_high": ret["ci_high"],
+                "confidence": ret["confidence"], "returns": [e.episode_return for e in played],
+                "normalized": summary.get("normalized"),
+                "command": f"s3ta eval {PREFIX}{name} --episodes {episodes}",
+            },
+            "sha256": sha256(weights),
+            "weights_bytes": weights.stat().st_size,
+            "source_checkpoint": str(source),
+            "s3ta_commit": _git_commit(),
+            "notes": notes,
+        }
+        (staging / CARD).write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=ZOO_DIR, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def table(root: Path = ZOO_DIR) -> list[dict[str, Any]]:
+    """One row per zoo agent for ``s3ta zoo list``."""
+    rows = []
+    for name in names(root):
+        info = card(name, root)
+        evaluation = info["evaluation"]
+        rows.append({"name": name, "env": info["env"], "agent": info["agent"], "frames": info["frames"],
+                     "hours": info["wall_clock_hours"], "mean": evaluation["mean"], "ci_low": evaluation["ci_low"],
+                     "ci_high": evaluation["ci_high"], "episodes": evaluation["episodes"]})
+    return rows

@@ -1,0 +1,407 @@
+"""Measuring whether attention explains the agent (spec section 7, issue 14): insertion/deletion
+curves, the model-randomisation sanity check, closed-loop interventions and the audit, each on a
+case whose answer is known. Tiny agents on the 64x64 built-in catch task or hand-made models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from s3ta import agents, envs
+from s3ta.agents import AgentOutput
+from s3ta.analysis import faithfulness
+from s3ta.analysis.recording import Recording, record
+
+REGION = (16, 32, 16, 32)  # rows y0:y1, columns x0:x1: 1/16 of a 64x64 frame = attention cells (2..3, 2..3)
+MARK = 200
+
+
+class KeptRegionAgent(nn.Module):
+    """Two actions; p(action 0) = the share of the region's pixels that still hold the value MARK
+    (so deleting a region pixel lowers it by exactly 1/256, and nothing outside matters)."""
+
+    def __init__(self, region=REGION, shape=(3, 64, 64)):
+        super().__init__()
+        self.region, self.observation_shape, self.num_actions, self.name = region, shape, 2, "kept-region"
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def initial_state(self, batch_size):
+        return ()
+
+    def forward(self, inputs, state):
+        y0, y1, x0, x1 = self.region
+        kept = (inputs.obs[:, :, 0, y0:y1, x0:x1] == MARK).double().mean((-1, -2))  # [T, B]
+        kept = kept.clamp(1e-9, 1 - 1e-9)
+        logits = torch.stack([kept.log(), (1 - kept).log()], -1)
+        return AgentOutput(logits, kept.float()), state
+
+
+def region_recording(steps=2):
+    obs = np.zeros((steps, 3, 64, 64), np.uint8)
+    y0, y1, x0, x1 = REGION
+    obs[:, :, y0:y1, x0:x1] = MARK
+    attention = np.zeros((steps, 2, 8, 8), np.float32)
+    attention[:, 0, 2:4, 2:4] = 0.25  # head 0 covers the region exactly
+    attention[:, 1, 6:8, 6:8] = 0.25  # head 1 covers a blank corner
+    arrays = {"obs": obs, "prev_action": np.zeros(steps, np.int64), "prev_reward": np.zeros(steps, np.float32),
+              "done": np.eye(1, steps, dtype=bool)[0], "action": np.zeros(steps, np.int64),
+              "episode": np.zeros(steps, np.int32), "episode_step": np.arange(steps, dtype=np.int32),
+              "attention": attention}
+    meta = {"source": {"agent": {"name": "kept-region"}}, "action_names": ["a", "b"],
+            "episodes": [{"start": 0, "length": steps}], "observation_shape": [3, 64, 64]}
+    return Recording(meta, arrays)
+
+
+# --- insertion and deletion ----------------------------------------------------------------
+def test_perturb_deletes_and_inserts_in_rank_order():
+    frame = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2) + 10
+    fill = np.zeros_like(frame)
+    order = np.array([3, 0, 2, 1])
+    deleted = faithfulness.perturb(frame, fill, order, [0, 0.25, 0.5, 1.0], "deletion")
+    inserted = faithfulness.perturb(frame, fill, order, [0, 0.25, 0.5, 1.0], "insertion")
+    np.testing.assert_array_equal(deleted[0], frame)
+    np.testing.assert_array_equal(deleted[-1], fill)
+    assert (deleted[1].reshape(3, 4)[:, 3] == 0).all() and (deleted[1].reshape(3, 4)[:, :3] > 0).all()
+    np.testing.assert_array_equal(inserted[2].reshape(3, 4)[:, [3, 0]], frame.reshape(3, 4)[:, [3, 0]])
+    assert (inserted[2].reshape(3, 4)[:, [1, 2]] == 0).all()
+    # ties are broken at random: a constant map gives a permutation, different per draw
+    rng = np.random.default_rng(0)
+    a, b = faithfulness.pixel_order(np.zeros((8, 8)), rng), faithfulness.pixel_order(np.zeros((8, 8)), rng)
+    assert sorted(a) == list(range(64)) and not np.array_equal(a, b)
+    mean = faithfulness.substrate(np.stack([np.zeros((4, 4)), np.full((4, 4), 100)]).astype(np.uint8), "mean")
+    assert (mean[0] == 0).all() and (mean[1] == 100).all()
+
+
+def test_map_on_what_the_policy_reads_beats_random_which_sits_at_the_diagonal():
+    recording = region_recording(steps=2)
+    agent = KeptRegionAgent()
+    steps = [0, 1]
+    maps = [faithfulness.step_maps(recording, t, None, random_draws=8) for t in steps]
+    result = faithfulness.curves(agent, recording, steps, maps, substrates=("mean",))
+    summary = faithfulness.summarise(result)["mean"]
+    k = faithfulness.FRACTIONS
+    # head 0 covers the region's 256 pixels: deleting round(4096 k) pixels leaves 256 - that many
+    changed = np.minimum(np.round(k * 4096), 256) / 256
+    np.testing.assert_allclose(summary["head 0"]["deletion"]["p_curve"], 1 - changed, atol=1e-6)
+    np.testing.assert_allclose(summary["head 0"]["insertion"]["p_curve"], changed, atol=1e-6)
+    assert summary["head 0"]["deletion"]["auc"]["mean"] == pytest.approx((1 - changed).mean(), abs=1e-6)
+    assert summary["head 0"]["deletion"]["auc"]["mean"] < 0.06
+    assert summary["head 0"]["insertion"]["auc"]["mean"] > 0.94
+    # a random ranking deletes the region's pixels in proportion: p = 1 - k, AUC 0.5 both ways
+    for mode in ("deletion", "insertion"):
+        assert summary["random"][mode]["auc"]["mean"] == pytest.approx(0.5, abs=0.03), mode
+        assert summary["random"]["draws"] == 8
+    np.testing.assert_allclose(summary["random"]["deletion"]["p_curve"], 1 - k, atol=0.06)
+    # a head on a blank corner is no better than random once its own cells are used up
+    assert summary["head 1"]["deletion"]["auc"]["mean"] > summary["random"]["deletion"]["auc"]["mean"]
+    assert summary["head 1"]["insertion"]["auc"]["mean"] < summary["random"]["insertion"]["auc"]["mean"]
+
+
+def test_policy_that_ignores_its_input_gives_flat_curves():
+    torch.manual_seed(0)
+    env = envs.make("catch", 1, seed=0)
+    agent = agents.build("s3ta-small", env.observation_shape, env.num_actions).eval()
+    with torch.no_grad():
+        agent.policy.weight.zero_()
+        agent.policy.bias.copy_(torch.tensor([0.3, -0.2, 0.5]))
+    recording = record(agent, env, 1, seed=0)
+    result = faithfulness.faithfulness(agent, recording, [2, 5], substrates=("blur", "mean"), random_draws=2,
+                                       saliency_stride=8)
+    expected_p = torch.softmax(torch.tensor([0.3, -0.2, 0.5]), -1).numpy()[result["actions"]].mean()
+    for kind in ("blur", "mean"):
+        maps = result["summary"][kind]
+        assert set(maps) == {"head 0", "head 1", "head 2", "head 3", "heads mean", "saliency", "random"}
+        for name, entry in maps.items():
+            for mode in faithfulness.MODES:
+                curve = np.array(entry[mode]["p_curve"])
+                assert np.ptp(curve) < 1e-6, (kind, name, mode)
+                assert entry[mode]["auc"]["mean"] == pytest.approx(expected_p, abs=1e-6)
+                assert max(entry[mode]["kl_curve"]) < 1e-9
+
+
+# --- sanity: model randomisation ------------------------------------------------------------
+def test_spearman_matches_a_direct_count_with_ties():
+    from s3ta.analysis.sanity import rank, spearman
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, 40).astype(float)  # many ties
+    slow = np.array([1 + (x < v).sum() + ((x == v).sum() - 1) / 2 for v in x])
+    np.testing.assert_allclose(rank(x), slow)
+    y = rng.random(40)
+    rx, ry = slow - slow.mean(), rank(y) - rank(y).mean()
+    assert spearman(x, y) == pytest.approx((rx * ry).sum() / np.sqrt((rx ** 2).sum() * (ry ** 2).sum()))
+    assert spearman(np.arange(10), np.arange(10) ** 3) == pytest.approx(1.0)
+    assert spearman(np.arange(10), -np.arange(10)) == pytest.approx(-1.0)
+    assert spearman(np.ones(10), np.arange(10)) == 0.0
+
+
+def test_randomising_the_top_layers_changes_the_maps():
+    from s3ta.analysis import sanity
+
+    torch.manual_seed(0)
+    env = envs.make("catch", 1, seed=0)
+    agent = agents.build("s3ta-small", env.observation_shape, env.num_actions).eval()
+    with torch.no_grad():
+        agent.policy.weight.mul_(50)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    recording = record(agent, env, 1, seed=0)
+    result = sanity.sanity(agent, recording, [3, 6], saliency_stride=8)
+    assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items())  # the agent is untouched
+    stages = [row["randomised_down_to"] for row in result["stages"]]
+    assert stages == ["policy and value heads", "core LSTM", "core MLP", "query MLP", "ConvLSTM",
+                      "conv3", "conv2", "conv1"]
+    top = result["stages"][0]["spearman"]
+    # the policy head is read after the attention: re-initialising it cannot move the maps
+    assert all(top[f"head {n}"] == pytest.approx(1.0) for n in range(4))
+    # the core LSTM makes h(t-1), hence the queries: every later stage moves the heads
+    core = result["stages"][1]["spearman"]
+    assert core["heads mean"] < 0.99
+    queries = result["stages"][3]["spearman"]
+    assert all(queries[f"head {n}"] < 0.5 for n in range(4))
+    assert max(result["stages"][-1]["spearman"][f"head {n}"] for n in range(4)) < 0.5
+
+
+class TwoRegionAgent(nn.Module):
+    """A feedforward model of two features (the mean of region A, of region B) whose top layer
+    (the policy) reads only region A: its saliency must move to B when the top layer is random."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        super().__init__()
+        self.observation_shape, self.num_actions, self.name = (3, 64, 64), 2, "two-region"
+        self.config = SimpleNamespace(use_lstm=False)
+        self.encoder = nn.Sequential(nn.Linear(2, 2))
+        self.policy, self.baseline = nn.Linear(2, 2), nn.Linear(2, 1)
+        with torch.no_grad():
+            self.encoder[0].weight.copy_(torch.eye(2))
+            self.encoder[0].bias.zero_()
+            self.policy.weight.copy_(torch.tensor([[10.0, 0.0], [-10.0, 0.0]]))
+
+    def initial_state(self, batch_size):
+        return ()
+
+    def forward(self, inputs, state):
+        obs = inputs.obs.float() / 255.0
+        features = torch.stack([obs[..., 8:24, 8:24].mean((-1, -2, -3)), obs[..., 40:56, 40:56].mean((-1, -2, -3))], -1)
+        hidden = self.encoder(features)
+        return AgentOutput(self.policy(hidden), self.baseline(hidden)[..., 0]), state
+
+
+def test_randomising_the_top_layer_moves_a_saliency_map_that_depends_on_it():
+    from s3ta.analysis import sanity
+
+    obs = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64)).astype(np.uint8)
+    recording = region_recording(2)
+    recording.arrays["obs"] = obs
+    del recording.arrays["attention"]
+    result = sanity.sanity(TwoRegionAgent(), recording, [0, 1], saliency_stride=4)
+    assert [row["randomised_down_to"] for row in result["stages"]] == ["policy and value heads", "encoder fc"]
+    assert result["maps"] == ["saliency"]
+    assert result["stages"][0]["spearman"]["saliency"] < 0.8
+
+
+def test_baseline_stages_go_from_the_heads_to_the_first_resnet_stage():
+    from s3ta.analysis import sanity
+
+    agent = agents.build("lstm", (3, 64, 64), 3)
+    names = [name for name, _ in sanity.layer_stages(agent)]
+    assert names == ["policy and value heads", "core LSTM", "encoder fc", "ResNet stage 3", "ResNet stage 2",
+                     "ResNet stage 1"]
+    parameters = {id(p) for _, parts in sanity.layer_stages(agent) for part in parts
+                  for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())}
+    assert parameters == {id(p) for p in agent.parameters()}  # every weight is randomised by the last stage
+
+
+# --- closed loop ---------------------------------------------------------------------------
+def test_paired_change_has_the_t_interval():
+    from s3ta.analysis.closed_loop import paired_change
+
+    change = paired_change(np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0]))  # differences 1, 2, 3
+    assert change["mean"] == pytest.approx(2.0)
+    assert change["ci95"] == pytest.approx([2 - 4.303 / np.sqrt(3), 2 + 4.303 / np.sqrt(3)])
+    many = paired_change(np.arange(100.0) % 2, np.zeros(100))
+    assert many["ci95"][1] - many["mean"] == pytest.approx(1.96 * np.std(np.arange(100) % 2, ddof=1) / 10)
+
+
+def test_attended_objects_are_those_under_a_peak_and_erasing_paints_background():
+    from s3ta.analysis.closed_loop import attended_objects, erase
+
+    attention = np.full((2, 8, 8), 1e-3, np.float32)
+    attention[0, 3, 4] = 1.0  # pixels x 32..40, y 24..32
+    attention[1, 7, 0] = 1.0  # pixels x 0..8, y 56..64
+    boxes = np.array([[30, 22, 44, 34], [50, 50, 58, 58], [4, 60, 12, 64]], np.float32)
+    assert attended_objects(attention, boxes, [0], 64, 64).tolist() == [True, False, False]
+    assert attended_objects(attention, boxes, [0, 1], 64, 64).tolist() == [True, False, True]
+    obs = np.zeros((3, 64, 64), np.uint8)
+    obs[:, 22:34, 30:44] = 255
+    erased = erase(obs, boxes[:1])
+    assert erased.max() == 0 and obs.max() == 255
+
+
+def _catch_agent(ignore_head=None):
+    torch.manual_seed(1)
+    agent = agents.build("s3ta-small", (3, 64, 64), 3).eval()
+    if ignore_head is not None:  # the core never reads this head's answer
+        answer = agent.config.value_channels + agent.config.basis_channels
+        with torch.no_grad():
+            agent.core_mlp[0].weight[:, ignore_head * answer:(ignore_head + 1) * answer] = 0
+    with torch.no_grad():
+        agent.policy.weight.mul_(50)
+    return agent
+
+
+def test_closed_loop_on_an_ignored_head_changes_no_episode():
+    from s3ta.analysis import closed_loop as cl
+
+    agent = _catch_agent(ignore_head=2)
+    jobs = [cl.Intervention(kind, 2) for kind in cl.HEAD_KINDS] + [cl.Intervention("uniform", 0)]
+    result = cl.closed_loop(agent, lambda n, seed: envs.make("catch", n, seed=seed), 24, jobs, seed=3)
+    rows = {row["name"]: row for row in result["interventions"]}
+    assert result["clean"]["complete"] == 24 and len(result["clean"]["returns"]) == 24
+    for kind in cl.HEAD_KINDS:
+        assert rows[f"{kind} head 2"]["change"]["mean"] == 0.0
+        assert rows[f"{kind} head 2"]["change"]["ci95"] == [0.0, 0.0]
+    assert rows["uniform head 0"]["change"]["episodes"] == 24
+    # the same episodes one env at a time give the same clean returns as one batched env
+    single = cl.closed_loop(agent, lambda n, seed: envs.make("catch", n, seed=seed), 3, [], seed=3, parallel=False)
+    assert single["clean"]["complete"] == 3
+
+
+def test_closed_loop_erase_and_inject_run_live():
+    from s3ta.analysis import closed_loop as cl
+
+    agent = _catch_agent()
+    jobs = cl.default_interventions(4, erase_objects=True)
+    assert [j.name for j in jobs][:3] == ["uniform head 0", "freeze head 0", "shift head 0"]
+    result = cl.closed_loop(agent, lambda n, seed: envs.make("catch", n, seed=seed), 6, jobs, seed=0)
+    rows = {row["name"]: row for row in result["interventions"]}
+    assert len(rows) == 12 + 10 + 1
+    erased = rows["erase all heads"]["objects_erased_per_episode"]
+    assert erased == rows["erase-random all heads"]["objects_erased_per_episode"]
+    assert all(row["complete"] == 6 for row in rows.values())
+    with pytest.raises(ValueError, match="needs an attention agent"):
+        cl.play(agents.build("feedforward", (3, 64, 64), 3), envs.make("catch", 2), cl.Intervention("uniform", 0))
+
+
+# --- grounding of a forced head, and the audit ------------------------------------------------
+def test_a_head_forced_onto_the_ball_scores_a_lift_far_above_one():
+    from s3ta.analysis import forward, grounding
+    from s3ta.analysis.common import recorded_inputs
+    from s3ta.analysis.geometry import cell_index
+
+    torch.manual_seed(0)
+    env = envs.make("catch", 1, seed=0)
+    agent = agents.build("s3ta-small", env.observation_shape, env.num_actions).eval()
+    recording = record(agent, env, 2, seed=0)
+    ball = recording.box_labels.index("ball")
+    cells = cell_index(64, 8)
+
+    def onto_the_ball(weights, t):  # head 0's whole mass on the cell holding the ball's centre
+        box = recording.arrays["boxes"][t][recording.arrays["box_label"][t] == ball][0]
+        row, col = cells[int((box[1] + box[3]) / 2)], cells[int((box[0] + box[2]) / 2)]
+        out = weights.clone()
+        out[:, 0] = 0
+        out[:, 0, row, col] = 1
+        return out
+
+    with torch.no_grad():
+        forced = forward.replay(agent, recorded_inputs(recording), onto_the_ball)
+    recording.arrays["attention"] = forced.output.attention[:, 0].numpy()
+    result = grounding.grounding(recording)
+    head0 = result["heads"][0]["classes"]
+    assert head0["ball"]["lift"] > 20 and head0["paddle"]["lift"] == 0
+    assert all(h["classes"]["ball"]["lift"] < 5 for h in result["heads"][1:])
+
+
+@pytest.mark.slow
+def test_audit_cli_writes_every_section_and_refuses_to_overwrite(tmp_path, capsys):
+    from s3ta.analysis.cli import main as explain_main
+    from s3ta.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    agent = agents.build("s3ta-small", (3, 64, 64), 3)
+    run = tmp_path / "run"
+    save_checkpoint(run, model=agent, optimizer=torch.optim.RMSprop(agent.parameters()), scheduler=None,
+                    counters={"frames": 0, "updates": 0}, rng={}, config={"env": "catch", "seed": 5, "protocol": "paper"},
+                    keep=3)
+    out = tmp_path / "audit"
+    argv = ["explain", "audit", str(run), "--out", str(out), "--episodes", "2", "--states", "3", "--random-draws", "2",
+            "--sanity-states", "2", "--closed-loop-episodes", "4", "--substrate", "mean"]
+    assert explain_main(argv) == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert {"grounding", "faithfulness", "sanity", "closed_loop"} <= set(report)
+    assert set(report["faithfulness"]["summary"]["mean"]) == {"head 0", "head 1", "head 2", "head 3", "heads mean",
+                                                              "saliency", "random"}
+    assert len(report["grounding"]["heads"]) == 4 and len(report["sanity"]["stages"]) == 8
+    assert report["closed_loop"]["clean"]["complete"] == 4
+    text = (out / "audit.md").read_text()
+    assert "## Faithfulness" in text and "| random (2 draws) |" in text and "explain audit" in text
+    assert (out / "faithfulness.png").is_file() and (out / "recording" / "recording.json").is_file()
+    capsys.readouterr()
+    assert explain_main(argv) == 2
+    assert "--force" in capsys.readouterr().err
+    rec = out / "recording"
+    assert explain_main(["explain", "faithfulness", str(rec), "--states", "2", "--random-draws", "1",
+                         "--stride", "16"]) == 0
+    assert explain_main(["explain", "sanity", str(rec), "--states", "1", "--stride", "16"]) == 0
+    assert (rec / "analysis" / "faithfulness.json").is_file() and (rec / "analysis" / "sanity.png").is_file()
+
+
+def test_baseline_faithfulness_ranks_its_saliency_and_random():
+    torch.manual_seed(0)
+    env = envs.make("catch", 1, seed=0)
+    agent = agents.build("feedforward", env.observation_shape, env.num_actions).eval()
+    recording = record(agent, env, 1, seed=0)
+    result = faithfulness.faithfulness(agent, recording, [3], substrates=("mean",), random_draws=1, saliency_stride=16)
+    assert set(result["summary"]["mean"]) == {"saliency", "random"} and not result["attention_agent"]
+    for entry in result["summary"]["mean"].values():  # at k = 0 deleting and k = 100% inserting: the clean frame
+        assert entry["deletion"]["p_curve"][0] == pytest.approx(result["clean_p"][0], abs=1e-5)
+        assert entry["insertion"]["p_curve"][-1] == pytest.approx(result["clean_p"][0], abs=1e-5)
+
+
+# --- Atari RAM decoders against the screen ----------------------------------------------------
+def test_pixel_box_finds_a_displaced_sprite_on_a_banded_background():
+    from s3ta.analysis.atari_validation import iou, pixel_box
+
+    frame = np.zeros((100, 80, 3), np.uint8)
+    frame[::2] = (0, 28, 136)  # horizontal water bands of two colours
+    frame[1::2] = (24, 59, 157)
+    frame[50:57, 40:48] = (92, 186, 92)  # the sprite: 8 x 7 at (40, 50)
+    found = pixel_box(frame, np.array([40, 47, 48, 54]))  # a decoded box 3 px too high
+    np.testing.assert_array_equal(found, [40, 50, 48, 57])
+    assert iou(np.array([40, 47, 48, 54]), found) == pytest.approx(4 / 10)
+    assert pixel_box(frame, np.array([10, 10, 18, 17])) is None  # on background only
+    frame[:, 0:2] = (92, 186, 92)  # a wall of the sprite's colour is not part of a sprite that touches it
+    frame[60:64, 2:6] = (92, 186, 92)
+    np.testing.assert_array_equal(pixel_box(frame, np.array([2, 60, 6, 64])), [2, 60, 6, 64])
+
+
+def test_seaquest_boxes_follow_the_sharks_bob_and_hide_under_the_left_bar():
+    from s3ta.analysis.atari_objects import objects_from_ram
+
+    ram = np.zeros(128, np.uint8)
+    ram[30], ram[36], ram[93] = 50, 4, 7  # lane 0: one shark at x 50; bob phase 7 = 3 px down
+    boxes, labels = objects_from_ram("seaquest", ram)
+    assert labels.count("shark") == 1
+    np.testing.assert_array_equal(boxes[labels.index("shark")], [50, 144, 58, 151])
+    ram[30] = 3  # under the 8-px blank bar on the left: only columns 8..10 are visible
+    boxes, labels = objects_from_ram("seaquest", ram)
+    np.testing.assert_array_equal(boxes[labels.index("shark")][[0, 2]], [8, 11])
+
+
+@pytest.mark.slow
+def test_ram_decoders_match_the_screen_in_random_play():
+    pytest.importorskip("ale_py")
+    from s3ta.analysis.atari_validation import validate_game
+
+    # classes measured at >= 95% IoU >= 0.5 (docs/interpretability.md has every class's number)
+    expected = {"pong": ("ball", "enemy", "player"), "breakout": ("ball", "bricks", "paddle"),
+                "seaquest": ("shark",), "space_invaders": ("alien", "shield"), "enduro": ("player",)}
+    for game, classes in expected.items():
+        result = validate_game(game, frames=300, seed=1)
+        for name in classes:
+            entry = result["classes"][name]
+            assert entry["objects"] >= 20 and entry["match_rate"] >= 0.95, (game, name, entry)

@@ -1,0 +1,270 @@
+"""Runs that never lose work: extending a run with --resume --total-frames (the schedule follows the new
+total), --time-limit, resuming past a corrupt newest checkpoint, failed starts that leave nothing behind,
+progress before the first update, the learning curve of a single run, presets, and the zoo."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s3ta import zoo
+from s3ta.training import TrainConfig, train
+from s3ta.training.checkpoint import CheckpointError, list_checkpoints, load_agent, load_checkpoint
+from s3ta.training.cli import parse_duration
+from s3ta.training.config import config_source, load_preset, preset_names
+
+TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0, mode="serial")
+
+
+def tiny(**changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, "total_frames": 200, **changes})
+
+
+def s3ta(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "s3ta", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def updates_logged(run_dir: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if r["kind"] == "update"]
+
+
+def test_resume_extends_a_finished_run_and_the_schedule_follows_the_new_total(tmp_path):
+    config = tiny(total_frames=100, learning_rate=1.0, log_interval=0.0)  # 20 frames per update: 5 updates
+    first = train(config, tmp_path, stream=io.StringIO())
+    assert first["finished"] and (tmp_path / "DONE").exists()
+    assert updates_logged(tmp_path)[-1]["learning_rate"] == pytest.approx(0.2)  # 1 - 80/100
+
+    stream = io.StringIO()
+    second = train(TrainConfig(), tmp_path, resume=True, total_frames=200, stream=stream)
+    assert second["finished"] and second["frames"] == 200 and second["updates"] == 10
+    assert "100 -> 200" in stream.getvalue()
+    rates = [r["learning_rate"] for r in updates_logged(tmp_path)[5:]]
+    # the sixth update starts from frame 100 of 200: lr 0.5, then 0.4, ... (not the old schedule's 0)
+    assert rates == pytest.approx([0.5, 0.4, 0.3, 0.2, 0.1])
+    assert TrainConfig.load(tmp_path / "config.json").total_frames == 200
+    assert (tmp_path / "DONE").exists()
+
+
+def test_resume_cli_extends_and_names_the_flags_it_ignores(tmp_path):
+    train(tiny(total_frames=40), tmp_path)
+    result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "80", "--batch-size", "2",
+                  "--learning-rate", "0.1")
+    assert result.returncode == 0, result.stderr
+    ignored = [line for line in result.stderr.splitlines() if "ignored" in line]
+    assert len(ignored) == 1 and "--batch-size" in ignored[0] and "--learning-rate" in ignored[0]
+    assert load_checkpoint(tmp_path).counters["frames"] == 80
+    assert TrainConfig.load(tmp_path / "config.json").batch_size == 4  # the saved setting is kept
+
+    result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "60")
+    assert result.returncode == 2 and "must be >" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    summary = train(tiny(total_frames=10**9), tmp_path, time_limit=4.0, stream=io.StringIO())
+    assert summary["interrupted_by"] == "time-limit" and not summary["finished"]
+    assert load_checkpoint(tmp_path).counters["frames"] == summary["frames"] > 0
+    assert not (tmp_path / "DONE").exists() and (tmp_path / "learning_curve.png").exists()
+
+
+def test_time_limit_cli_exit_status_says_resume(tmp_path):
+    result = s3ta("train", "--out", str(tmp_path), "--env", "catch", "--agent", "s3ta-small", "--mode", "serial",
+                  "--total-frames", "100000000", "--unroll-length", "5", "--batch-size", "4", "--time-limit", "1s")
+    assert result.returncode == 75, result.stderr
+    assert "time limit" in result.stdout and "--resume" in result.stdout
+    assert list_checkpoints(tmp_path)
+    result = s3ta("train", "--out", str(tmp_path), "--resume", "--time-limit", "soon")
+    assert result.returncode == 2 and "duration" in result.stderr
+
+
+def test_durations_parse():
+    assert parse_duration("2h50m") == 2 * 3600 + 50 * 60
+    assert parse_duration("90m") == 5400 and parse_duration("45s") == 45 and parse_duration("3600") == 3600
+    assert parse_duration("1h30m15s") == 5415
+    for bad in ("", "soon", "0", "-5", "5x"):
+        with pytest.raises(Exception, match="duration|> 0"):
+            parse_duration(bad)
+
+
+def test_resume_skips_a_corrupt_newest_checkpoint_and_says_so(tmp_path):
+    train(tiny(total_frames=100, checkpoint_interval=1e-9, keep_checkpoints=5), tmp_path)
+    newest = list_checkpoints(tmp_path)[-1]
+    newest.write_bytes(b"\x00truncated")
+    stream = io.StringIO()
+    summary = train(TrainConfig(), tmp_path, resume=True, total_frames=140, stream=stream)
+    assert f"skipped unreadable checkpoint {newest.name}" in stream.getvalue()
+    assert "resumed from ckpt-000000000080.pt" in stream.getvalue()
+    assert summary["frames"] == 140
+
+
+def test_resume_without_a_checkpoint_says_it_starts_from_frame_0(tmp_path):
+    tiny(total_frames=40).save(tmp_path / "config.json")
+    stream = io.StringIO()
+    summary = train(TrainConfig(), tmp_path, resume=True, stream=stream)
+    assert "starting from frame 0" in stream.getvalue() and summary["frames"] == 40
+
+
+def test_a_failed_start_leaves_no_run_directory(tmp_path):
+    for flags, message in ((["--env", "no-such-env"], "unknown environment"),
+                           (["--env", "CartPole-v1"], "image"),
+                           (["--env", "catch", "--device", "cuda"], "cuda")):
+        out = tmp_path / "run"
+        result = s3ta("train", "--out", str(out), "--total-frames", "100", *flags)
+        assert result.returncode != 0 and message in result.stderr.lower(), result.stderr
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert not out.exists(), f"{flags} left {list(out.iterdir())}"
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = s3ta("train", "--out", str(blocker / "run"), "--env", "catch", "--total-frames", "100")
+    assert result.returncode != 0 and "not a directory" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_progress_starts_before_the_first_update_and_a_curve_is_written(tmp_path):
+    stream = io.StringIO()
+    train(tiny(total_frames=90), tmp_path, stream=stream)  # 20 frames per update: ends at 100
+    text = stream.getvalue()
+    assert "the first batch needs 20 agent steps" in text
+    assert "ends after the update that passes 90, 10 frames later" in text
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_first_batch_progress_reports_acted_steps(tmp_path):
+    from s3ta.training.loop import FirstBatchProgress
+
+    class Runner:
+        def acted_steps(self):
+            return 7
+
+    class Monitor:
+        lines: list[str] = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    monitor = Monitor()
+    progress = FirstBatchProgress(monitor, Runner(), 20, interval=0.05)
+    progress.start()
+    import time
+
+    time.sleep(0.3)
+    progress.stop(learning=True)
+    time.sleep(0.3)
+    progress.stop()
+    assert any("7/20 agent steps" in line for line in monitor.lines)
+    assert any("first update is running" in line for line in monitor.lines)
+
+
+def test_presets_document_every_deviation_and_load_by_name():
+    assert "atari-small" in preset_names()
+    for name in preset_names():
+        preset = load_preset(name)
+        values = config_source(name)
+        assert values["preset"] == f"{name}@{preset['version']}"
+        defaults = TrainConfig()
+        config = TrainConfig.from_dict({**defaults.to_dict(), **values})
+        for key in preset["config"]:
+            if key != "env":
+                assert getattr(config, key) != getattr(defaults, key) or key in preset["deviations"]
+                assert key in preset["deviations"] and len(preset["deviations"][key]) > 20
+    small = TrainConfig.from_dict({**TrainConfig().to_dict(), **config_source("atari-small")})
+    assert (small.agent, small.unroll_length, small.batch_size, small.protocol) == ("s3ta-small", 20, 16, "paper")
+    assert TrainConfig().agent_overrides == {} and TrainConfig().learning_rate == 2e-4  # paper defaults unchanged
+    with pytest.raises(ValueError, match="unknown preset"):
+        config_source("atari-huge")
+
+
+# --- the zoo ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_agent_matches_its_card(name):
+    """Every shipped agent: weights within 10 MB whose sha256 is the card's, loaded with weights_only=True
+    into the agent the card describes (observation shape, actions), outputs of the right shapes."""
+    info = zoo.card(name)
+    path = zoo.weights_path(name)  # checks the hash
+    assert path.stat().st_size <= zoo.MAX_WEIGHTS_BYTES and zoo.sha256(path) == info["sha256"]
+    agent, checkpoint = load_agent(f"zoo:{name}")
+    assert (agent.name, checkpoint.config["env"]) == (info["agent"], info["env"])
+    assert list(agent.observation_shape) == info["agent_description"]["observation_shape"]
+    assert checkpoint.counters["frames"] == info["frames"]
+    from s3ta.agents import AgentInputs
+
+    obs = torch.zeros(2, 1, *agent.observation_shape, dtype=torch.uint8)
+    with torch.no_grad():
+        output, _ = agent(AgentInputs(obs, torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 1),
+                                      torch.ones(2, 1, dtype=torch.bool)), agent.initial_state(1))
+    assert output.policy_logits.shape == (2, 1, agent.num_actions)
+    for key in ("env", "agent", "config", "frames", "wall_clock_hours", "machine", "protocol", "sha256"):
+        assert key in info
+    assert {"mean", "ci_low", "ci_high", "episodes"} <= set(info["evaluation"])
+    folder = zoo.folder(name)
+    assert (folder / zoo.CURVE).exists()
+
+
+def test_zoo_add_builds_a_verified_agent_and_rejects_tampering(tmp_path):
+    run = tmp_path / "run"
+    train(tiny(total_frames=100), run)
+    root = tmp_path / "zoo"
+    root.mkdir()
+    zoo.add(run, "catch-tiny", episodes=3, gif_steps=10, root=root, log=lambda text: None)
+    assert zoo.names(root) == ["catch-tiny"]
+    info = zoo.card("catch-tiny", root)
+    assert info["frames"] == 100 and info["evaluation"]["episodes"] == 3 and len(info["evaluation"]["returns"]) == 3
+    weights = zoo.weights_path("catch-tiny", root)
+    payload = torch.load(weights, weights_only=True)
+    assert payload["optimizer"] == {} and set(payload["model"]) == set(load_checkpoint(run).model)
+    assert (root / "catch-tiny" / zoo.GIF).stat().st_size > 0
+    weights.write_bytes(weights.read_bytes() + b"\x00")
+    with pytest.raises(zoo.ZooError, match="sha256"):
+        zoo.weights_path("catch-tiny", root)
+    with pytest.raises(zoo.ZooError, match="unknown zoo agent"):
+        zoo.folder("nope", root)
+
+
+def test_zoo_names_resolve_everywhere_a_checkpoint_is_taken():
+    with pytest.raises(CheckpointError, match="unknown zoo agent"):
+        load_agent("zoo:no-such-agent")
+    result = s3ta("eval", "zoo:no-such-agent")
+    assert result.returncode == 2 and "zoo list" in result.stderr
+
+
+def test_eval_of_a_zoo_agent_writes_under_runs_not_into_the_package():
+    from s3ta.evaluation.evaluate import run_dir_of
+
+    assert run_dir_of(zoo.ZOO_DIR / "pong-s3ta-small" / zoo.WEIGHTS) == Path("runs/zoo/pong-s3ta-small")
+    assert run_dir_of(Path("some/run/checkpoints/ckpt-000000000100.pt")) == Path("some/run")
+
+
+def test_bad_train_values_name_the_flag_and_the_valid_range(tmp_path):
+    result = s3ta("train", "--out", str(tmp_path / "run"), "--total-frames", "0", "--discount", "2")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("s3ta train: error: ")
+    assert "--total-frames must be > 0, got 0" in result.stderr and "--discount must be in [0, 1]" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_while_training_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from s3ta import cli
+    from s3ta.training import checkpoint
+
+    train(tiny(total_frames=40), tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", getattr(f, "name", None))
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    status = cli.main(["train", "--out", str(tmp_path), "--resume", "--total-frames", "80", "--log-interval", "1000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err[-1].startswith("s3ta train: error: ") and "No space left on device" in err[-1]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == before  # no .tmp left
