@@ -46,7 +46,7 @@ class AuditSizes:
 
 
 # Atari episodes are thousands of steps and frames 210x160: smaller samples, episodes capped at 1000
-# agent steps. Still hours on 2 CPU cores (a live step of s3ta-small costs ~0.1 s there): a GPU job.
+# agent steps. Tens of minutes on 2 CPU cores (docs/interpretability.md has a measured audit).
 ATARI_SIZES = AuditSizes(episodes=1, states=20, random_draws=3, sanity_states=4, saliency_stride=8,
                          closed_loop_episodes=3, max_steps=1000)
 
