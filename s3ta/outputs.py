@@ -6,6 +6,7 @@ be created and written to), and files a user already made are replaced only when
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -28,6 +29,21 @@ def writable_dir(path: str | Path) -> Path:
     with tempfile.NamedTemporaryFile(dir=path, prefix=".s3ta-write-test-") as probe:
         probe.write(b"0")
         probe.flush()
+    return path
+
+
+def creatable_dir(path: str | Path) -> Path:
+    """Check, without creating anything, that ``path`` is or can become a writable directory: the
+    nearest existing ancestor must be a writable directory. Raises ``NotADirectoryError`` or
+    ``PermissionError`` naming the culprit (``writable_dir`` is the check that creates and writes)."""
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "is a file, not a directory", str(parent))
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "is not writable", str(parent))
+            break
     return path
 
 

@@ -9,6 +9,8 @@ import csv
 import errno
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +285,16 @@ def test_help_texts(capsys):
         text = help_text([name], capsys)
         assert "--mode {parallel,serial}" in text and "--protocol {paper,machado}" in text
     assert "--backend {local,ray}" in help_text(["train"], capsys)
+
+
+def test_building_the_parser_loads_no_torch():
+    """`s3ta --help` (every command's parser) must not pay for importing torch: heavy imports belong
+    inside the handlers. Run in a fresh interpreter, as this one has torch loaded already."""
+    code = ("import sys, s3ta.cli; s3ta.cli.build_parser(); "
+            "loaded = sorted(m for m in sys.modules if m.startswith('s3ta')); "
+            "assert 'torch' not in sys.modules, f'torch loaded with {loaded}'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr.strip().splitlines()[-1]
 
 
 def test_demo_prints_an_estimate_scaled_to_total_frames(tmp_path, capsys, monkeypatch):

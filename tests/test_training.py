@@ -129,6 +129,22 @@ def test_corrupt_and_mismatched_checkpoints_give_one_line_errors(tmp_path):
     assert Path(summary["checkpoint"]).exists()
 
 
+def test_agent_configs_compare_with_every_field_filled_in(tmp_path):
+    """A checkpoint saved before a config field existed still matches a run that has it at its
+    default; a field that really differs is named, alone."""
+    from s3ta.training.checkpoint import check_compatible
+
+    agent = agents.build("s3ta-small", (3, 64, 64), 3)
+    checkpoint = load_checkpoint(train(small_config(), tmp_path / "run")["checkpoint"])
+    description = agents.describe(agent)
+    older = {**checkpoint.agent, "config": {k: v for k, v in checkpoint.agent["config"].items()
+                                            if k not in ("convlstm_init_gain", "query_content_bias_gain")}}
+    check_compatible(checkpoint._replace(agent=older), description)
+    changed = agents.describe(agents.build("s3ta-small", (3, 64, 64), 3, num_heads=2))
+    with pytest.raises(CheckpointError, match=r"another agent config: num_heads=4 \(checkpoint\) vs 2 \(this run\)$"):
+        check_compatible(checkpoint._replace(agent=older), changed)
+
+
 def test_cli_reports_a_corrupt_checkpoint_in_one_line(tmp_path):
     train(small_config(total_frames=400), tmp_path)
     newest = list_checkpoints(tmp_path)[-1]

@@ -7,10 +7,19 @@ attention cells to frame pixels (``geometry``), emulator-RAM ground truth for At
 section 6: what/where, saliency, interventions, sprite injection and grounding, and the
 measurements of spec section 7 (issue 14): insertion/deletion (``faithfulness``), model
 randomisation (``sanity``), live interventions (``closed_loop``) and their table (``audit``).
-Pictures are drawn by ``s3ta.viz``.
+Pictures are drawn by ``s3ta.viz``. The names below load their module (and torch) on first use, so
+that `s3ta explain --help` is built without torch.
 """
 
-from s3ta.analysis.forward import forward_step, replay, unroll
-from s3ta.analysis.recording import Recording, load_recording, record
+import importlib
+from typing import Any
 
-__all__ = ["Recording", "forward_step", "load_recording", "record", "replay", "unroll"]
+_MODULE_OF = {"forward_step": "forward", "replay": "forward", "unroll": "forward",
+              "Recording": "recording", "load_recording": "recording", "record": "recording"}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,8 +15,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from s3ta import agents
-
 
 @dataclass(frozen=True)
 class AuditSizes:
@@ -74,6 +72,7 @@ def run_audit(checkpoint: str, out: str | Path, *, seed: int = 0, sizes: AuditSi
               command: str | None = None, replace: bool = False, progress: bool = False) -> dict[str, Any]:
     """Audit the agent of ``checkpoint`` (a checkpoint file, run directory or ``zoo:NAME``) into ``out``
     (``out/recording`` and the ``OUTPUTS``; earlier ones are replaced only with ``replace``)."""
+    from s3ta import agents
     from s3ta.analysis import closed_loop, faithfulness, grounding, sanity
     from s3ta.analysis.common import select_steps, write_json
     from s3ta.analysis.recording import check_save_target, record

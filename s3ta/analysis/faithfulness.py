@@ -22,6 +22,7 @@ from torch import nn
 
 from s3ta import agents
 from s3ta.agents.core import AgentInputs
+from s3ta.analysis.choices import SUBSTRATES
 from s3ta.analysis.common import kl_divergence, recorded_inputs
 from s3ta.analysis.forward import Replay, replay, unroll
 from s3ta.analysis.geometry import upsample
@@ -29,7 +30,6 @@ from s3ta.analysis.recording import Recording
 from s3ta.analysis.saliency import gaussian_blur
 
 FRACTIONS = np.linspace(0.0, 1.0, 21)  # k = 0, 5, ..., 100 %
-SUBSTRATES = ("blur", "mean")
 MODES = ("deletion", "insertion")
 BLUR_SIGMA = 5.0
 

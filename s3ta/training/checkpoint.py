@@ -5,6 +5,7 @@ LR-schedule state, counters, RNG states, the agent description and the training 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,13 +16,10 @@ import torch
 from torch import nn
 
 from s3ta import agents
+from s3ta.training.errors import CheckpointError
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
-
-
-class CheckpointError(ValueError):
-    """A missing, unreadable or mismatched checkpoint; the message is one line naming the problem."""
 
 
 class Checkpoint(NamedTuple):
@@ -52,6 +50,25 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_payload(*, model: dict[str, torch.Tensor], agent: dict[str, Any], config: dict[str, Any],
+                       counters: dict[str, int], optimizer: dict[str, Any] | None = None,
+                       scheduler: dict[str, Any] | None = None, rng: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint file holds, in format ``FORMAT_VERSION``: the one place that writes the format.
+    ``model`` is a state dict, ``agent`` its ``agents.describe``, ``config`` a ``TrainConfig.to_dict``.
+    Without optimizer, scheduler and RNG states it is a model-only checkpoint (a zoo agent's weights)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.items()},
+        "optimizer": optimizer or {},
+        "scheduler": scheduler or {},
+        "counters": {k: int(v) for k, v in counters.items()},
+        "rng": rng or {},
+        # JSON strings, so that loading needs no unpickling of arbitrary structures.
+        "agent": json.dumps(agent),
+        "config": json.dumps(config),
+    }
+
+
 def save_checkpoint(run_dir: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, counters: dict[str, int], rng: dict[str, Any],
                     config: dict[str, Any], keep: int) -> Path:
@@ -59,17 +76,9 @@ def save_checkpoint(run_dir: str | Path, *, model: nn.Module, optimizer: torch.o
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ckpt-{int(counters['frames']):012d}.pt"
-    payload = {
-        "format_version": FORMAT_VERSION,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else {},
-        "counters": {k: int(v) for k, v in counters.items()},
-        "rng": rng,
-        # JSON strings, so that loading needs no unpickling of arbitrary structures.
-        "agent": json.dumps(agents.describe(model)),
-        "config": json.dumps(config),
-    }
+    payload = checkpoint_payload(model=model.state_dict(), agent=agents.describe(model), config=config,
+                                 counters=counters, optimizer=optimizer.state_dict(),
+                                 scheduler=scheduler.state_dict() if scheduler is not None else None, rng=rng)
     tmp = path.with_suffix(".pt.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -123,14 +132,32 @@ def load_checkpoint(path_or_run_dir: str | Path, map_location: str | torch.devic
 
 
 def check_compatible(checkpoint: Checkpoint, agent_description: dict[str, Any]) -> None:
-    """Raise a one-line CheckpointError if the checkpoint's agent differs from the one expected."""
+    """Raise a one-line CheckpointError if the checkpoint's agent differs from the one expected.
+
+    Agent configs are compared with every field filled in, so that a checkpoint saved before a
+    config field existed matches a run that has that field at its default.
+    """
     saved = checkpoint.agent
     agent_description = json.loads(json.dumps(agent_description))  # tuples -> lists, as saved
-    for key, what in (("name", "agent"), ("num_actions", "action count"), ("observation_shape", "observation shape"),
-                      ("config", "agent config")):
+    for key, what in (("name", "agent"), ("num_actions", "action count"), ("observation_shape", "observation shape")):
         if saved[key] != agent_description[key]:
             raise CheckpointError(f"checkpoint {checkpoint.path} is for another {what}: "
                                   f"{saved[key]} (checkpoint) vs {agent_description[key]} (this run)")
+    saved_config, run_config = (_full_config(saved["name"], description["config"])
+                                for description in (saved, agent_description))
+    differ = {k: (saved_config.get(k), run_config.get(k)) for k in sorted(saved_config.keys() | run_config.keys())
+              if saved_config.get(k) != run_config.get(k)}
+    if differ:
+        fields = ", ".join(f"{k}={a} (checkpoint) vs {b} (this run)" for k, (a, b) in differ.items())
+        raise CheckpointError(f"checkpoint {checkpoint.path} is for another agent config: {fields}")
+
+
+def _full_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    try:
+        full = dataclasses.asdict(agents.config_for(name, **config))
+    except (TypeError, ValueError):  # an unknown field: compare as saved
+        full = config
+    return json.loads(json.dumps(full))
 
 
 def load_agent(path_or_run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:

@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from s3ta.cli import command, positive_int
 from s3ta.training.config import TrainConfig
+from s3ta.training.demo import DEMO_SETTINGS, EVAL_EPISODES
+from s3ta.training.errors import CheckpointError, NonFiniteLossError
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -46,11 +49,11 @@ FLAG_CHOICES = {"mode": ("parallel", "serial"), "protocol": ("paper", "machado")
 def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """A flag per TrainConfig field; unset flags stay out of the namespace (argparse.SUPPRESS)."""
     docs = field_docs(TrainConfig)
-    defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         if field.name in skip or field.name in ("agent_overrides", "preset"):
             continue
-        default = getattr(defaults, field.name)
+        # The declared default, not TrainConfig(): building one validates its agent, which loads torch.
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         flag = "--" + field.name.replace("_", "-")
         help_text = f"{docs.get(field.name, '')} (default: {default})"
         kind = type(default)
@@ -162,27 +165,20 @@ def register(subparsers) -> None:
                        help="stop cleanly with a checkpoint after this much wall-clock time (e.g. 2h50m, 90m, "
                             f"3600); exit status {TIME_LIMIT_EXIT}, continue with --resume")
     add_config_flags(train)
-    from s3ta.cli import command
-    from s3ta.training.checkpoint import CheckpointError
-    from s3ta.training.learner import NonFiniteLossError
-
     # A corrupt or mismatched checkpoint, a diverged loss or a missing optional package is a fault (exit 1).
     train.set_defaults(func=command("train", faults=(CheckpointError, NonFiniteLossError, ModuleNotFoundError))(
         _run_train))
 
-    from s3ta.cli import command, positive_int
-    from s3ta.training.demo import DEMO_CONFIG, EVAL_EPISODES
-
     demo = subparsers.add_parser(
         "demo", help="train s3ta-small on catch in minutes, evaluate it, show its attention",
-        description=f"Train s3ta-small on the built-in catch task ({DEMO_CONFIG.total_frames:,} frames; the whole "
+        description=f"Train s3ta-small on the built-in catch task ({DEMO_SETTINGS['total_frames']:,} frames; the whole "
                     f"demo takes about 4 minutes on 2 CPU cores), evaluate it on {EVAL_EPISODES} greedy episodes, and "
                     "write into --out the checkpoint, a learning curve, attention pictures, a video and the "
                     "interactive viewer. Run it again to continue a stopped demo; a finished one is re-evaluated and its pictures, "
                     "video and viewer remade.")
     demo.add_argument("--out", default="runs/demo", help="where to write the run (default runs/demo)")
     demo.add_argument("--total-frames", type=positive_int, default=None,
-                      help=f"the demo's frame budget (default {DEMO_CONFIG.total_frames:,}); the time estimate "
+                      help=f"the demo's frame budget (default {DEMO_SETTINGS['total_frames']:,}); the time estimate "
                            "printed before training scales with it")
     demo.add_argument("--mode", choices=("parallel", "serial"), default="parallel",
                       help="parallel = actor processes beside the learner; serial = one process, slower "

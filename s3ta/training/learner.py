@@ -18,16 +18,13 @@ from s3ta.agents import AgentInputs, State
 from s3ta.losses import LossOutput, clip_rewards, impala_loss
 from s3ta.training.actor import allocate_unroll, unroll_specs
 from s3ta.training.config import TrainConfig
+from s3ta.training.errors import NonFiniteLossError
 
 
 LOSS_TERMS = ("total", "policy_gradient", "baseline", "entropy")  # LossOutput's sums over T and B; the rest are means
 SMALL_STEP_FLOPS = 5e8
 """A time step of the agent's loop (forward, at the learner's batch) under this many FLOPs runs on one CPU
 thread: its many small operators lose more to waking the other threads than they gain from them."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient norm became NaN or Inf."""
 
 
 def make_optimizer(agent: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

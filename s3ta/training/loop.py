@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import threading
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from s3ta import agents, envs
+from s3ta.outputs import creatable_dir
 from s3ta.runtime import tune_allocator
 from s3ta.training.checkpoint import (
     CheckpointError,
@@ -169,17 +170,6 @@ def prepare_run(config: TrainConfig, run_dir: Path, resume: bool,
     return config, None, []
 
 
-def check_writable(run_dir: Path) -> None:
-    """Raise OSError with a one-line reason when ``run_dir`` cannot be created or written."""
-    for parent in (run_dir, *run_dir.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"--out {run_dir}: {parent} is a file, not a directory")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise PermissionError(f"--out {run_dir}: {parent} is not writable")
-            return
-
-
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream=None, *,
           total_frames: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
     """Train until ``config.total_frames``; returns a summary (frames, updates, mean return, ...).
@@ -191,7 +181,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     """
     run_dir = Path(run_dir)
     started = time.monotonic()
-    check_writable(run_dir)
+    creatable_dir(run_dir)  # before any work, and without creating it: a failed start leaves nothing
     config, checkpoint, notes = prepare_run(config, run_dir, resume, total_frames)
     device = resolve_device(config.device)
     observation_shape, num_actions, frames_per_step = probe_env(config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -104,13 +103,11 @@ def export_weights(checkpoint_path: str | Path, out: Path) -> Path:
     """Write the model-only checkpoint of ``checkpoint_path`` to ``out``; raises ZooError over 10 MB."""
     import torch
 
-    from s3ta.training.checkpoint import FORMAT_VERSION, load_checkpoint
+    from s3ta.training.checkpoint import checkpoint_payload, load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_path)
-    payload = {"format_version": FORMAT_VERSION, "model": checkpoint.model, "optimizer": {}, "scheduler": {},
-               "counters": checkpoint.counters, "rng": {}, "agent": json.dumps(checkpoint.agent),
-               "config": json.dumps(checkpoint.config)}
-    torch.save(payload, out)
+    torch.save(checkpoint_payload(model=checkpoint.model, agent=checkpoint.agent, config=checkpoint.config,
+                                  counters=checkpoint.counters), out)
     if out.stat().st_size > MAX_WEIGHTS_BYTES:
         raise ZooError(f"{out} is {out.stat().st_size / 2**20:.1f} MB; zoo weights must be at most 10 MB")
     return out
@@ -118,10 +115,12 @@ def export_weights(checkpoint_path: str | Path, out: Path) -> Path:
 
 def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None, episodes: int = 30,
         gif_steps: int = 240, root: Path = ZOO_DIR, machine: str | None = None, notes: str = "",
-        log: Callable[[str], None] = print) -> Path:
+        log: Callable[[str], None] = print, progress: bool = False) -> Path:
     """Make zoo agent ``name`` from a training run: its newest checkpoint (or ``checkpoint``) as weights,
     ``episodes`` evaluation episodes under the run's protocol (sampled actions, the run's seed), the
-    learning curve, and an attention GIF of the first ``gif_steps`` steps of one evaluation episode."""
+    learning curve, and an attention GIF of the first ``gif_steps`` steps of one evaluation episode.
+    ``log`` takes a line per stage; ``progress`` adds progress bars (on stderr) while the GIF's episode is
+    recorded and written, as `s3ta explain record` and `s3ta explain video` show them."""
     from s3ta import agents, envs
     from s3ta.analysis.recording import record
     from s3ta.evaluation.evaluate import evaluate_checkpoint
@@ -141,16 +140,17 @@ def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None,
         config = ckpt.config
         log(f"evaluating {source} on {episodes} episodes of {config['env']}")
         summary, played = evaluate_checkpoint(weights, episodes, out=staging / "eval", progress=True)
-        log("learning curve and attention GIF")
+        log("learning curve")
         run_learning_curve(run_dir, staging / CURVE, title=f"{name}: {config['agent']} on {config['env']}")
+        log(f"attention GIF: recording up to {gif_steps} steps of one episode")
         env = envs.make(config["env"], 1, seed=config.get("seed", 0) + 1, protocol=config.get("protocol", "paper"))
         try:
             recording = record(agent, env, num_episodes=1, seed=config.get("seed", 0) + 1, max_steps=gif_steps,
-                               source={"checkpoint": f"{PREFIX}{name}", "env": config["env"]})
+                               source={"checkpoint": f"{PREFIX}{name}", "env": config["env"]}, progress=progress)
         finally:
             env.close()
         if agents.is_attention_agent(agent):
-            write_video(recording, staging / GIF, max_steps=gif_steps, fps=15.0)
+            write_video(recording, staging / GIF, max_steps=gif_steps, fps=15.0, progress=progress)
         shutil.rmtree(staging / "eval")
         ret = summary["return"]
         info = {
@@ -178,7 +178,7 @@ def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None,
             "s3ta_commit": _git_commit(),
             "notes": notes,
         }
-        (staging / CARD).write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
+        (staging / CARD).write_text(json.dumps(info, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -186,14 +186,6 @@ def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def _git_commit() -> str:

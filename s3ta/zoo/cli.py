@@ -62,7 +62,7 @@ def _add(args: argparse.Namespace) -> int:
 
     try:
         path = zoo.add(args.run, args.name, checkpoint=args.checkpoint, episodes=args.episodes,
-                       gif_steps=args.gif_steps, notes=args.notes)
+                       gif_steps=args.gif_steps, notes=args.notes, progress=sys.stderr.isatty())
     except (CheckpointError, zoo.ZooError, ValueError) as error:
         print(f"s3ta zoo: error: {error}", file=sys.stderr)
         return 2
