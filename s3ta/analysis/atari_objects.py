@@ -3,28 +3,45 @@ Atari environment that exposes the RAM (ale-py's vector env does not).
 
 RAM addresses and pixel offsets follow OCAtari's "revised" RAM extraction (Delfosse et al. 2023,
 "OCAtari: Object-Centric Atari 2600 Reinforcement Learning Environments", github.com/k4ntz/OC_Atari,
-files ``ocatari/ram/{breakout,pong,seaquest,spaceinvaders,mspacman,enduro}.py``). OCAtari itself is
-not a dependency: it pins numpy < 2 and pulls in pygame, OpenCV, scikit-learn and pandas. Boxes are in
-pixels of the raw 210 x 160 screen, half-open (x0, y0, x1, y1) like the built-in tasks' boxes;
-HUD elements (score, lives) are left out. Each decoder is checked frame by frame against the
-sprites on the screen by ``atari_validation`` (per-class match rates in docs/interpretability.md);
-that check found the Seaquest sharks' bob (RAM 93) and the 8 blanked columns on its left.
+files ``ocatari/ram/{breakout,pong,seaquest,spaceinvaders,mspacman,enduro}.py``), corrected where the
+screen disagreed; Alien's were derived here by experiment (OCAtari's Alien table describes another
+game). OCAtari itself is not a dependency: it pins numpy < 2 and pulls in pygame, OpenCV, scikit-learn
+and pandas. Boxes are in pixels of the raw 210 x 160 screen, half-open (x0, y0, x1, y1) like the
+built-in tasks' boxes; HUD elements (score, lives) are left out. Each object says whether the game
+draws it on the frame (``Box.drawn``): Atari games blink and multiplex sprites across frames. Each
+decoder is checked frame by frame against the sprites on the screen by ``atari_validation``
+(per-class match rates in docs/interpretability.md); that check found, among others, the Seaquest
+sharks' bob (RAM 93), the 8 blanked columns on its left, and the blink phases of Ms. Pac-Man's power
+pills and of the Space Invaders cannon.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from s3ta.envs._common import EpisodeTracker, check_actions
 from s3ta.envs.base import TimeStep
 
-Box = tuple[str, float, float, float, float]  # label, x, y, width, height
+
+class Box(NamedTuple):
+    """One decoded object: its label, its top-left corner and size in screen pixels, and whether the
+    game draws it on the frame whose RAM it was decoded from."""
+
+    label: str
+    x: float
+    y: float
+    w: float
+    h: float
+    drawn: bool | None = True
+    """True: drawn on this frame. False: in play but not drawn on this frame (a blink or flicker phase
+    the RAM holds). None: multiplexed with others by a schedule the RAM snapshot does not hold, so
+    it may or may not be drawn on this frame (the validator decides from the screen)."""
 
 
-def _box(label: str, x: float, y: float, w: float, h: float) -> Box:
-    return label, float(x), float(y), float(w), float(h)
+def _box(label: str, x: float, y: float, w: float, h: float, drawn: bool | None = True) -> Box:
+    return Box(label, float(x), float(y), float(w), float(h), drawn)
 
 
 def _breakout(ram: np.ndarray) -> list[Box]:
@@ -87,9 +104,21 @@ def _pong(ram: np.ndarray) -> list[Box]:
     return [b for b in boxes if b[3] > 0 and b[4] > 0]
 
 
+# The diver's sprite (8 x 10, facing right) drawn at x < 8 shows only its columns 8 - x .. 7, right of the
+# blank bar; these are the rows they cover (over its animation frames, measured on screen), by x.
+_DIVER_ROWS_FROM_X = {1: (4, 5), 2: (1, 5), 3: (1, 5), 4: (0, 6), 5: (0, 7), 6: (0, 10), 7: (0, 10)}
+
+
 def _seaquest(ram: np.ndarray) -> list[Box]:
     ram = np.asarray(ram, np.int64)
-    boxes = [_box("player", ram[70], ram[97] + 32, 16, 11)]
+    y0, y1 = ram[97] + 33, ram[97] + 44
+    if ram[97] <= 14:  # at the surface (13) and just under it, rows >= 53 are not drawn
+        y1 = 53
+    elif 20 <= ram[97] <= 23:  # and a few px lower, rows < 57
+        y0 = 57
+    # RAM 24 points at the player's graphics: 164, 178, 192 the submarine; while it dies, 130 and 141
+    # (its explosion), then 153 (its debris, then nothing)
+    boxes = [_box("player", ram[70], y0, 16, y1 - y0, drawn=bool(ram[24] >= 164))]
     submarine = [3 < ram[89 + i] % 8 < 7 for i in range(4)]
     bob = ram[93] - 4  # sharks swim up and down together: -4..3 px around their lane (checked on screen)
     for i in range(4):  # 4 lanes; up to 3 enemies each at x, x + 16, x + 32
@@ -110,16 +139,20 @@ def _seaquest(ram: np.ndarray) -> list[Box]:
         if 0 < x < 160:
             if submarine[i]:
                 boxes.append(_box("enemy_missile", x + 3, 145 - 24 * i, 6, 4))
+            elif x < 8:  # partly under the blank bar on the left: only its right columns show
+                top, bottom = _DIVER_ROWS_FROM_X[int(x)]
+                boxes.append(_box("diver", x, 141 - 24 * i + top, 8, bottom - top))
             else:
-                boxes.append(_box("diver", x, 141 - 24 * i, 8, 11))
-    if 0 < ram[103] < 160:
-        boxes.append(_box("player_missile", ram[103], ram[97] + 40, 8, 1))
+                boxes.append(_box("diver", x, 141 - 24 * i, 8, 10))
+    if 0 < ram[103] < 160:  # like the submarine's, its rows 53..56 (near the surface) are not drawn
+        boxes.append(_box("player_missile", ram[103], ram[97] + 40, 8, 1, drawn=bool(ram[97] + 40 > 56)))
     return boxes
 
 
 def _space_invaders(ram: np.ndarray) -> list[Box]:
     ram = np.asarray(ram, np.int64)
-    boxes = [_box("player", ram[28] - 1, 185, 7, 10)]
+    # after each (re)spawn (RAM 42 bit 0) the cannon blinks: drawn while bit 3 of the timer RAM 74 is set
+    boxes = [_box("player", ram[28] - 1, 185, 7, 10, drawn=not ram[42] & 1 or bool(ram[74] & 8))]
     rows = ram[18:24]  # alive aliens: one byte per formation row, one bit per column
     if rows.max() > 0:
         empty = 6 - int(rows.max()).bit_length()  # empty columns on one side shift the formation
@@ -137,19 +170,50 @@ def _space_invaders(ram: np.ndarray) -> list[Box]:
 def _ms_pacman(ram: np.ndarray) -> list[Box]:
     ram = np.asarray(ram, np.int64)
     boxes = [_box("player", ram[10] - 13, ram[16] + 1, 9, 10)]
-    for i in range(4):
-        boxes.append(_box("ghost", ram[6 + i] - 13, ram[12 + i] + 1, 9, 10))
+    for i in range(4):  # the game flickers ghosts that share rows, by a schedule this RAM snapshot does not hold
+        boxes.append(_box("ghost", ram[6 + i] - 13, ram[12 + i] + 1, 9, 10, drawn=None))
     if ram[11] > 0 and ram[17] > 0:
         boxes.append(_box("fruit", ram[11] - 13, ram[17] + 1, 9, 10))
+    left_pair = bool(ram[30] & 8)  # RAM 30 counts frames: the pills on the left blink on for 8, then the right
     for bit, (x, y) in ((4, (148, 146)), (8, (148, 14)), (16, (8, 147)), (32, (8, 15))):
-        if ram[117] & bit:
-            boxes.append(_box("power_pill", x, y, 4, 7))
+        if ram[117] & bit:  # not yet eaten
+            boxes.append(_box("power_pill", x, y, 4, 7, drawn=(x < 80) == left_pair))
     return boxes
 
 
 def _enduro(ram: np.ndarray) -> list[Box]:
     # The player's car only (OCAtari decodes no other car); its row is fixed on screen.
     return [_box("player", int(-0.566 * int(ram[54]) + 146), 144, 16, 10)]
+
+
+# the columns (from x) Alien's player's sprite fills in the four phases of its animation, measured on screen
+# (facing left puts it one column further left than facing right: these span both)
+_ALIEN_PLAYER_COLUMNS = ((0, 8), (1, 7), (2, 6), (1, 7))
+
+
+def _alien(ram: np.ndarray) -> list[Box]:
+    # Derived by experiment (OCAtari's Alien table describes another game): four sprite slots, x in RAM
+    # 50..53 and y in RAM 43..46 (0: empty), matched to the sprites found by colour on the screen over
+    # random play. Slots 0 and 1 are aliens, slot 2 the player, slot 3 its flame while it fires and the
+    # pulsar at the top of the maze (y byte 90) otherwise. The aliens share one hardware sprite and the
+    # player and flame/pulsar the other: two slots on one sprite less than 24 rows apart take turns, by
+    # bit 0 of RAM 2 (the frame counter) for the aliens and of RAM 24 for the player and its flame.
+    ram = np.asarray(ram, np.int64)
+    y = [196 - 2 * ram[43 + k] + (k >= 2) for k in range(4)]  # top rows; the player's sprites sit 1 row lower
+    aliens_turn = ram[43] and ram[44] and abs(y[0] - y[1]) < 24
+    player_turn = ram[46] not in (0, 90) and abs(y[2] - y[3]) < 24  # the pulsar is drawn apart
+    boxes = []
+    for k in range(2):
+        if ram[43 + k]:
+            drawn = not aliens_turn or bool(ram[2] & 1) == (k == 1)
+            boxes.append(_box("alien", ram[50 + k] + 17, y[k], 8, 13, drawn=drawn))
+    left, right = _ALIEN_PLAYER_COLUMNS[(ram[2] + 2) % 16 // 4]  # its running animation, by the frame counter
+    boxes.append(_box("player", ram[52] + 17 + left, y[2], right - left, 13,
+                      drawn=not player_turn or bool(ram[24] & 1)))
+    if ram[46]:
+        label = "pulsar" if ram[46] == 90 else "flame"
+        boxes.append(_box(label, ram[53] + 17, y[3], 8, 5, drawn=not player_turn or not ram[24] & 1))
+    return boxes
 
 
 DECODERS: dict[str, Callable[[np.ndarray], list[Box]]] = {
@@ -159,6 +223,7 @@ DECODERS: dict[str, Callable[[np.ndarray], list[Box]]] = {
     "space_invaders": _space_invaders,
     "ms_pacman": _ms_pacman,
     "enduro": _enduro,
+    "alien": _alien,
 }
 
 
@@ -166,25 +231,42 @@ DECODERS: dict[str, Callable[[np.ndarray], list[Box]]] = {
 HIDDEN_LEFT = {"seaquest": 8}
 
 
-def objects_from_ram(game: str, ram: np.ndarray, height: int = 210, width: int = 160) -> tuple[np.ndarray, list[str]]:
-    """Boxes float32 [K, 4] (x0, y0, x1, y1, clipped to the visible screen, empty ones dropped) and labels."""
+def decode_objects(game: str, ram: np.ndarray, height: int = 210, width: int = 160) -> list[Box]:
+    """Every object the RAM holds, drawn on this frame or not (``Box.drawn``), clipped to the visible
+    screen (empty ones dropped)."""
     if game not in DECODERS:
         raise ValueError(f"no RAM object table for {game!r}; games with one: {', '.join(DECODERS)}")
-    boxes, labels = [], []
+    out = []
     left = float(HIDDEN_LEFT.get(game, 0))
-    for label, x, y, w, h in DECODERS[game](np.asarray(ram)):
+    for label, x, y, w, h, drawn in DECODERS[game](np.asarray(ram)):
         x0, y0, x1, y1 = max(x, left), max(y, 0.0), min(x + w, width), min(y + h, height)
         if x1 > x0 and y1 > y0:
-            boxes.append((x0, y0, x1, y1))
-            labels.append(label)
-    return np.array(boxes, np.float32).reshape(-1, 4), labels
+            out.append(Box(label, x0, y0, x1 - x0, y1 - y0, drawn))
+    return out
+
+
+def objects_from_ram(game: str, ram: np.ndarray, height: int = 210, width: int = 160,
+                     previous_ram: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Boxes float32 [K, 4] (x0, y0, x1, y1, clipped to the visible screen, empty ones dropped) and labels
+    of the objects that may be on this frame: those the RAM says are not drawn now are left out. With
+    ``previous_ram`` (the frame before, for an observation that is the max of the two), an object not
+    drawn now but drawn then keeps its box from then, when both frames decode the same objects."""
+    objects = decode_objects(game, ram, height, width)
+    if previous_ram is not None:
+        before = decode_objects(game, previous_ram, height, width)
+        if [b.label for b in before] == [o.label for o in objects]:
+            objects = [b if o.drawn is False and b.drawn is not False else o for o, b in zip(objects, before)]
+    kept = [b for b in objects if b.drawn is not False]
+    boxes = [(b.x, b.y, b.x + b.w, b.y + b.h) for b in kept]
+    return np.array(boxes, np.float32).reshape(-1, 4), [b.label for b in kept]
 
 
 class RamAtariEnv:
     """One Atari game through a plain ``ale_py.ALEInterface``, with the settings of
     ``s3ta.envs.atari.PROTOCOLS[protocol]`` (frame skip 4 with a max over the last two frames,
     full action set, 108k-frame cap, no-op starts or sticky actions), plus ``info["ram"]`` and,
-    for games in ``DECODERS``, ``info["boxes"]`` / ``info["box_labels"]`` (lists over the batch of 1).
+    for games in ``DECODERS``, ``info["boxes"]`` / ``info["box_labels"]`` (lists over the batch of 1): the
+    objects drawn on either of the two frames whose maximum is the observation (``objects_from_ram``).
 
     Without no-ops its frames and rewards equal ``AtariEnv``'s for the same actions (tested);
     its no-op draws come from its own generator.
@@ -233,18 +315,20 @@ class RamAtariEnv:
 
     def step(self, actions: np.ndarray) -> TimeStep:
         action = self._actions[int(check_actions(actions, 1, self.num_actions)[0])]
-        reward, screens = 0.0, []
+        reward, screens, previous_ram = 0.0, [], None
         for k in range(self.frames_per_step):
             reward += self._ale.act(action)
             if k >= self.frames_per_step - 2:
                 screens.append(self._ale.getScreenRGB())
+            if k == self.frames_per_step - 2:
+                previous_ram = self._ale.getRAM().copy()
         screen = np.maximum(screens[0], screens[1])
         truncated = bool(self._ale.game_truncated())
         done = bool(self._ale.game_over())  # includes truncation
         if done:
             self._reset_game()
             screen = self._ale.getScreenRGB()
-        info = self._info(np.array([truncated]))
+        info = self._info(np.array([truncated]), None if done else previous_ram)
         return self._episodes.step(self._obs(screen), np.array([reward], np.float32), np.array([done]), info)
 
     def close(self) -> None:
@@ -254,10 +338,10 @@ class RamAtariEnv:
     def _obs(screen: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(screen.transpose(2, 0, 1))[None]  # [1, 3, 210, 160]
 
-    def _info(self, truncated: np.ndarray) -> dict[str, Any]:
+    def _info(self, truncated: np.ndarray, previous_ram: np.ndarray | None = None) -> dict[str, Any]:
         ram = self._ale.getRAM().copy()
         info: dict[str, Any] = {"ram": ram[None], "truncated": truncated, "lives": np.array([self._ale.lives()])}
         if self.game in DECODERS:
-            boxes, labels = objects_from_ram(self.game, ram)
+            boxes, labels = objects_from_ram(self.game, ram, previous_ram=previous_ram)
             info["boxes"], info["box_labels"] = [boxes], [labels]
         return info

@@ -8,16 +8,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from s3ta.cli import command, non_negative_int, positive_int
+
+if TYPE_CHECKING:
+    from s3ta.analysis.audit import AuditSizes
 
 AUDIT_SUBCOMMANDS = ("faithfulness", "sanity", "closed-loop", "audit", "ram-check")
 
 
 def register_audit_commands(commands: argparse._SubParsersAction) -> None:
     from s3ta.analysis.audit import AuditSizes
-    from s3ta.analysis.faithfulness import SUBSTRATES
+    from s3ta.analysis.choices import SUBSTRATES
 
     defaults = AuditSizes()
 
@@ -26,18 +29,14 @@ def register_audit_commands(commands: argparse._SubParsersAction) -> None:
         description="Delete the pixels a map ranks first (or insert them into a blurred frame) and follow the "
                     "probability of the chosen action, re-running the agent from the recorded state "
                     "(Petsiuk et al. 2018; Huber et al. 2021). Writes faithfulness.json and faithfulness.png.")
-    _recording_args(p)
+    _map_test_args(p, defaults, states=defaults.states, states_help="how many steps when --steps is not given",
+                   seed_help="seed of the random rankings and tie-breaking")
     p.add_argument("--steps", type=non_negative_int, nargs="+",
                    help="recorded steps (default: --states spread over the episodes)")
-    p.add_argument("--states", type=positive_int, default=defaults.states,
-                   help=f"how many steps when --steps is not given (default {defaults.states})")
     p.add_argument("--substrate", choices=SUBSTRATES, nargs="+", default=["blur"],
                    help="what deleted pixels become: the frame blurred (sigma 5 px) and/or its mean colour (default blur)")
     p.add_argument("--random-draws", type=positive_int, default=defaults.random_draws,
                    help=f"random rankings per state, the chance level (default {defaults.random_draws})")
-    p.add_argument("--stride", type=positive_int, default=defaults.saliency_stride,
-                   help=f"pixels between the saliency map's perturbations (default {defaults.saliency_stride})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random rankings and tie-breaking (default 0)")
     p.set_defaults(func=command("explain faithfulness")(_faithfulness))
 
     p = commands.add_parser(
@@ -45,12 +44,9 @@ def register_audit_commands(commands: argparse._SubParsersAction) -> None:
         description="Cumulative model randomisation (Adebayo et al. 2018): per stage, the Spearman correlation of "
                     "each head's map, the heads' mean and the saliency map with the trained agent's. "
                     "Writes sanity.json and sanity.png.")
-    _recording_args(p)
-    p.add_argument("--states", type=positive_int, default=defaults.sanity_states,
-                   help=f"recorded steps compared, spread over the episodes (default {defaults.sanity_states})")
-    p.add_argument("--stride", type=positive_int, default=defaults.saliency_stride,
-                   help=f"pixels between the saliency map's perturbations (default {defaults.saliency_stride})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation (default 0)")
+    _map_test_args(p, defaults, states=defaults.sanity_states,
+                   states_help="recorded steps compared, spread over the episodes",
+                   seed_help="seed of the re-initialisation")
     p.set_defaults(func=command("explain sanity")(_sanity))
 
     p = commands.add_parser(
@@ -106,6 +102,16 @@ def _recording_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recording", help="recording directory (from `s3ta explain record`)")
     p.add_argument("--checkpoint", help="checkpoint or run directory (default: the weights stored in the recording)")
     p.add_argument("--out", help="output directory (default: RECORDING/analysis)")
+
+
+def _map_test_args(p: argparse.ArgumentParser, defaults: AuditSizes, *, states: int, states_help: str, seed_help: str) -> None:
+    """What faithfulness and sanity share: the recording (and agent and output), how many recorded
+    steps they test, the saliency map's stride (default the audit's) and a seed."""
+    _recording_args(p)
+    p.add_argument("--states", type=positive_int, default=states, help=f"{states_help} (default {states})")
+    p.add_argument("--stride", type=positive_int, default=defaults.saliency_stride,
+                   help=f"pixels between the saliency map's perturbations (default {defaults.saliency_stride})")
+    p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default 0)")
 
 
 def _recording_and_agent(args: argparse.Namespace):
@@ -214,9 +220,13 @@ def _ram_check(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"no RAM decoder for {', '.join(unknown)}; games with one: {', '.join(DECODERS)}")
     results = {}
-    print("| game | class | objects | IoU >= 0.5 | mean IoU |\n|---|---|---|---|---|")
+    left_out = ("not_drawn", "not_drawn_seen", "flicker_off", "merged")
+    print("| game | class | objects | IoU >= 0.5 | mean IoU | not checked: " + " | ".join(left_out) + " |\n"
+          "|---|---|---|---|---|" + "---|" * len(left_out))
     for game in args.games or list(DECODERS):
         results[game] = validate_game(game, frames=args.frames, seed=args.seed)
         for name, entry in results[game]["classes"].items():
-            print(f"| {game} | {name} | {entry['objects']} | {entry['match_rate']:.1%} | {entry['mean_iou']:.2f} |")
+            counts = " | ".join(str(entry.get(key, 0)) for key in left_out)
+            print(f"| {game} | {name} | {entry['objects']} | {entry['match_rate']:.1%} | {entry['mean_iou']:.2f} | "
+                  f"{counts} |")
     return _written(write_json(results, args.out)) if args.out else 0
