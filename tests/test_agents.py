@@ -188,6 +188,29 @@ def test_gradients_reach_the_query_network():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.query_net.parameters())
 
 
+@pytest.mark.parametrize("name", ["s3ta-small", "fixed-query"])
+def test_init_gains_scale_only_their_part(name):
+    """convlstm_init_gain scales the ConvLSTM's weights (not the forget bias); query_content_bias_gain
+    scales the q_K part of each head's initial query, not its q_S part."""
+    torch.manual_seed(0)
+    plain = agents.build(name, SMALL_OBS, 3)
+    torch.manual_seed(0)
+    scaled = agents.build(name, SMALL_OBS, 3, convlstm_init_gain=3.0, query_content_bias_gain=30.0)
+    for conv in ("input_conv", "hidden_conv"):
+        torch.testing.assert_close(getattr(scaled.convlstm, conv).weight, 3 * getattr(plain.convlstm, conv).weight)
+    torch.testing.assert_close(scaled.convlstm.input_conv.bias, plain.convlstm.input_conv.bias)
+    keys, heads = plain.config.key_channels, plain.config.num_heads
+    if name == "fixed-query":
+        before, after = plain.fixed_queries, scaled.fixed_queries
+    else:
+        before, after = (m.query_net[-1].bias.view(heads, -1) for m in (plain, scaled))
+        torch.testing.assert_close(scaled.query_net[-1].weight, plain.query_net[-1].weight)
+    torch.testing.assert_close(after[:, :keys], 30 * before[:, :keys])
+    torch.testing.assert_close(after[:, keys:], before[:, keys:])
+    with pytest.raises(ValueError, match="convlstm_init_gain"):
+        agents.build(name, SMALL_OBS, 3, convlstm_init_gain=0.0)
+
+
 def test_describe_round_trip():
     agent = agents.build("s3ta-small", SMALL_OBS, 3, num_heads=6)
     rebuilt = agents.from_description(agents.describe(agent))

@@ -67,12 +67,22 @@ class AttentionAgentConfig:
     frames are small, so gain 1 gives near-uniform attention that learns slowly; see docs/design.md."""
     forget_bias: float = 1.0
     """Initial bias of the ConvLSTM forget gate (vision convs use He initialisation)."""
+    convlstm_init_gain: float = 1.0
+    """Scale of the ConvLSTM's convolution weights at initialisation (PyTorch's default times this).
+    Larger weights make the keys differ more between objects and background."""
+    query_content_bias_gain: float = 1.0
+    """Scale of the content part (q_K) of the initial query bias (top-down) or fixed queries. At
+    initialisation h(t-1) is small, so each query is mostly its bias; a large q_K bias makes the
+    gradient that teaches heads *what* to look at (q_K times the keys' differences) larger."""
 
     def __post_init__(self):
         if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides) >= 1):
             raise ValueError("conv_channels, conv_kernels and conv_strides must have the same length >= 1")
         if self.queries not in QUERY_MODES:
             raise ValueError(f"queries must be one of {QUERY_MODES}, got {self.queries!r}")
+        if self.convlstm_init_gain <= 0 or self.query_content_bias_gain < 0:
+            raise ValueError("convlstm_init_gain must be > 0 and query_content_bias_gain >= 0, got "
+                             f"{self.convlstm_init_gain} and {self.query_content_bias_gain}")
         positive = dict(key_channels=self.key_channels, value_channels=self.value_channels,
                         num_heads=self.num_heads, basis_frequencies=self.basis_frequencies,
                         lstm_size=self.lstm_size, convlstm_kernel=self.convlstm_kernel)
@@ -176,17 +186,23 @@ class AttentionAgent(nn.Module):
     @torch.no_grad()
     def _initialise(self) -> None:
         """He initialisation of the ReLU layers (see ``init_relu_layers``: PyTorch's default leaves
-        keys and core inputs near zero), the forget-gate bias, and the query output gain."""
+        keys and core inputs near zero), the forget-gate bias, the ConvLSTM gain and the query gains."""
         init_relu_layers(self.vision)
         init_relu_layers(self.core_mlp)
         if self.config.queries == "top-down":
             init_relu_layers(self.query_net[:-1])
         hidden = self.convlstm.hidden_channels
+        self.convlstm.input_conv.weight.mul_(self.config.convlstm_init_gain)
+        self.convlstm.hidden_conv.weight.mul_(self.config.convlstm_init_gain)
         self.convlstm.input_conv.bias[hidden:2 * hidden].fill_(self.config.forget_bias)  # gates i, f, g, o
+        keys = self.config.key_channels
         if self.config.queries == "top-down":
             self.query_net[-1].weight.mul_(self.config.query_init_gain)
+            self.query_net[-1].bias.view(self.config.num_heads, self.query_size)[:, :keys].mul_(
+                self.config.query_content_bias_gain)
         elif self.config.queries == "fixed":
             self.fixed_queries.mul_(self.config.query_init_gain)
+            self.fixed_queries[:, :keys].mul_(self.config.query_content_bias_gain)
 
     @property
     def attention_shape(self) -> tuple[int, int, int]:
