@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import traceback
 import uuid
 import warnings
@@ -29,6 +30,7 @@ ray = import_ray()
 
 MAX_FAILURES_IN_A_ROW = 10  # an actor whose last this-many unrolls all failed is broken, not unlucky
 STALL_WARNING_SECONDS = 120.0  # say so when no unroll arrives for this long (e.g. actors unschedulable)
+RESTART_WAIT_SECONDS = 300.0  # how long an actor Ray reports as restarting may take before it counts as broken
 
 
 class UnrollInfo(NamedTuple):
@@ -128,6 +130,7 @@ class RayRunner:
         self.pending: dict = {}  # ObjectRef -> actor index
         self.incarnations: list[str | None] = [None] * config.num_actors
         self.failures = [0] * config.num_actors
+        self.restarting_since: list[float | None] = [None] * config.num_actors
         self.restarts = 0
         self.sources: list[UnrollInfo] = []  # of the last batch, in column order
         for index in range(config.num_actors):
@@ -147,6 +150,10 @@ class RayRunner:
             index = self.pending.pop(ready[0])
             try:
                 unroll, state, info = ray.get(ready[0])
+            except ray.exceptions.ActorUnavailableError as error:  # Ray is restarting it: wait, do not count
+                self._wait_for_restart(index, error)
+                self._submit(index)
+                continue
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:  # the actor (or its node) died: ask its successor
                 self.failures[index] += 1
                 if self.failures[index] >= MAX_FAILURES_IN_A_ROW:
@@ -155,6 +162,7 @@ class RayRunner:
                 self._submit(index)
                 continue
             self.failures[index] = 0
+            self.restarting_since[index] = None
             self._submit(index)
             if info.incarnation != self.incarnations[index]:
                 if self.incarnations[index] is not None:
@@ -162,6 +170,15 @@ class RayRunner:
                     self.log(f"actor {index} died and was restarted (restarts so far: {self.restarts})")
                 self.incarnations[index] = info.incarnation
             return unroll, state, info
+
+    def _wait_for_restart(self, index: int, error: Exception) -> None:
+        """A request to an actor Ray is still restarting fails at once; a restart on a busy machine
+        can take many seconds, so pause before asking again, up to ``RESTART_WAIT_SECONDS``."""
+        now = time.monotonic()
+        since = self.restarting_since[index] = self.restarting_since[index] or now
+        if now - since > RESTART_WAIT_SECONDS:
+            raise RuntimeError(f"actor {index} has been restarting for {now - since:.0f} s; last error: {error}") from None
+        time.sleep(0.2)
 
     def next_batch(self) -> tuple[dict[str, Tensor], State]:
         parts = [self._next_unroll() for _ in range(self.unrolls_per_batch)]
