@@ -45,12 +45,30 @@ def smooth(frames: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.ndarra
     return (edges[:-1] + edges[1:]) / 2, binned_mean(frames, values, edges)
 
 
+def print_return_table(runs: list[Path], every: float) -> None:
+    """Mean training-episode return per ``every`` frames, with a normal 95% CI, one column per run."""
+    episodes = [read_training_episodes(run) for run in runs]
+    last = max((frames.max() for frames, _ in episodes if frames.size), default=0.0)
+    print("| frames | " + " | ".join(f"{run.name}: mean return ± 95% CI (episodes)" for run in runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for start in np.arange(0.0, last, every):
+        cells = []
+        for frames, returns in episodes:
+            chosen = returns[(frames >= start) & (frames < start + every)]
+            cells.append(f"{chosen.mean():.2f} ± {1.96 * chosen.std(ddof=1) / math.sqrt(chosen.size):.2f} ({chosen.size})"
+                         if chosen.size > 1 else "—")
+        print(f"| {start / 1e6:g}–{(start + every) / 1e6:g}M | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--bins", type=int, default=50, help="frame bins per curve (default 50)")
+    parser.add_argument("--table-every", type=float, default=1e6,
+                        help="frames per row of the printed return table (default 1M)")
     args = parser.parse_args()
+    print_return_table(args.runs, args.table_every)
 
     fig = Figure(figsize=(12, 7), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
