@@ -29,6 +29,7 @@ from s3ta import agents
 from s3ta.agents import AgentInputs
 from s3ta.analysis.atari_objects import RamAtariEnv
 from s3ta.analysis.grounding import step_grounding
+from s3ta.training.cli import _parse_override
 
 LEVEL_PIXELS = 6  # |ball centre - paddle centre| within this is "level"
 
@@ -103,7 +104,8 @@ def evaluate(agent, obs: torch.Tensor, targets: torch.Tensor, boxes, burn_in: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", default="s3ta-small")
-    parser.add_argument("--agent-config", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--agent-config", nargs="*", type=_parse_override, default=[], metavar="KEY=VALUE",
+                        help="override fields of the agent's config, as `s3ta train --agent-config` does")
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--unroll-length", type=int, default=20)
@@ -115,10 +117,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = {}
-    for item in args.agent_config:
-        key, _, value = item.partition("=")
-        overrides[key] = float(value)
+    overrides = dict(args.agent_config)
 
     started = time.perf_counter()
     obs, targets, _ = collect(args.train_episodes, args.steps, seed=1000)
