@@ -7,6 +7,7 @@ of each episode are skipped.
 
     python benchmarks/attention_init.py --env pong --gains 1 4 6 8 --seeds 0 1
     python benchmarks/attention_init.py --env pong --convlstm-gains 1 3 --content-bias-gains 1 30 --seeds 0 1 2
+    python benchmarks/attention_init.py --env pong --convlstm-gains 3 --content-bias-gains 30 --agent-config padding_mode=replicate
     python benchmarks/attention_init.py --env pong --checkpoints runs/pong-s1 zoo:NAME
     python benchmarks/attention_init.py --recordings rec/   # where each head's peak sits over a recording
 """
@@ -22,35 +23,19 @@ import torch
 
 from s3ta import agents
 from s3ta.agents import AgentInputs
-from s3ta.analysis.atari_objects import DECODERS, RamAtariEnv
-from s3ta.analysis.grounding import step_grounding
+from s3ta.analysis.atari_objects import Boxes, RamAtariEnv, random_play
+from s3ta.analysis.grounding import border_lift, class_lift
 from s3ta.envs import atari
-
-Boxes = list[list[tuple[np.ndarray, list[str]]]]  # [episode][step] -> (boxes [K, 4], labels)
-
+from s3ta.training.cli import _parse_override
 
 def random_play_inputs(env_id: str, num_envs: int, steps: int, seed: int) -> tuple[AgentInputs, Boxes]:
-    """``num_envs`` episodes of random play (one Atari env each, seeds seed..seed+num_envs-1) as agent
-    inputs [steps, num_envs], and the RAM-decoded object boxes of every frame (empty for games
-    without a decoder)."""
+    """``num_envs`` stretches of random play (``atari_objects.random_play``) as agent inputs [steps, num_envs],
+    and the RAM-decoded object boxes of every frame (empty for games without a decoder)."""
     game = atari.game_from_id(env_id)
     if game is None:
         raise SystemExit(f"attention_init: {env_id!r} is not an Atari game")
-    obs, boxes = [], []
-    for episode in range(num_envs):
-        env = RamAtariEnv(game, seed=seed + episode)
-        timestep = env.reset(seed=seed + episode)
-        rng = np.random.default_rng(seed + episode)
-        frames, episode_boxes = [], []
-        for _ in range(steps):
-            frames.append(timestep.obs[0].copy())
-            info = timestep.info
-            episode_boxes.append((info["boxes"][0], list(info["box_labels"][0])) if game in DECODERS
-                                 else (np.zeros((0, 4), np.float32), []))
-            timestep = env.step(rng.integers(0, env.num_actions, 1))
-        obs.append(np.stack(frames))
-        boxes.append(episode_boxes)
-    inputs = AgentInputs(torch.from_numpy(np.stack(obs, axis=1)), torch.zeros(steps, num_envs, dtype=torch.long),
+    obs, boxes = random_play(game, num_envs, steps, seed)
+    inputs = AgentInputs(torch.from_numpy(obs), torch.zeros(steps, num_envs, dtype=torch.long),
                          torch.zeros(steps, num_envs), torch.zeros(steps, num_envs, dtype=torch.bool))
     return inputs, boxes
 
@@ -61,23 +46,15 @@ def measure(agent, inputs: AgentInputs, boxes: Boxes, skip: int = 10) -> dict:
     weights = output.attention[skip:].flatten(-2)  # [T, B, N, h*w]
     entropy = -(weights * torch.log(weights.clamp_min(1e-12))).sum(-1).mean(dim=(0, 1))  # [N]
     height, width = inputs.obs.shape[-2:]
-    mass: dict[str, np.ndarray] = {}
-    chance: dict[str, float] = {}
     attention = output.attention.numpy()  # [T, B, N, h, w]
-    for episode, episode_boxes in enumerate(boxes):
-        for t in range(skip, len(episode_boxes)):
-            step_boxes, labels = episode_boxes[t]
-            step = step_grounding(attention[t, episode], step_boxes, labels, height, width)
-            for label, numbers in step["classes"].items():
-                mass[label] = mass.get(label, 0.0) + np.asarray(numbers["mass"])
-                chance[label] = chance.get(label, 0.0) + numbers["chance"]
     return {
         "entropy_per_head": [round(v, 2) for v in entropy.tolist()],
         "uniform_entropy": math.log(weights.shape[-1]),
         "content_std": output.content_logits[skip:].flatten(-2).std(-1).mean().item(),
         "spatial_std": output.spatial_logits[skip:].flatten(-2).std(-1).mean().item(),
         "max_weight": weights.max(-1).values.mean().item(),
-        "lift": {label: (mass[label] / chance[label]).tolist() for label in sorted(mass) if chance[label] > 0},
+        "lift": class_lift(attention, boxes, height, width, skip),
+        "border_lift": border_lift(attention[skip:]),
     }
 
 
@@ -108,6 +85,8 @@ def main() -> None:
     parser.add_argument("--convlstm-gains", type=float, nargs="*", default=[1.0], help="convlstm_init_gain values")
     parser.add_argument("--content-bias-gains", type=float, nargs="*", default=[1.0],
                         help="query_content_bias_gain values")
+    parser.add_argument("--agent-config", nargs="*", type=_parse_override, default=[], metavar="KEY=VALUE",
+                        help="override fields of every fresh agent's config, as `s3ta train --agent-config` does")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--checkpoints", nargs="*", default=[], help="measure these instead of fresh agents")
     parser.add_argument("--recordings", nargs="*", default=[], help="report peak stability of these recordings")
@@ -133,18 +112,22 @@ def main() -> None:
         for gain, lstm_gain, bias_gain, seed in itertools.product(args.gains, args.convlstm_gains,
                                                                    args.content_bias_gains, args.seeds):
             torch.manual_seed(seed)
-            agent = agents.build(args.agent, shape, actions, query_init_gain=gain, convlstm_init_gain=lstm_gain,
-                                 query_content_bias_gain=bias_gain).eval()
-            label = f"init, gains: query {gain:g}, ConvLSTM {lstm_gain:g}, q_K bias {bias_gain:g}; seed {seed}"
+            agent = agents.build(args.agent, shape, actions, **{
+                "query_init_gain": gain, "convlstm_init_gain": lstm_gain, "query_content_bias_gain": bias_gain,
+                **dict(args.agent_config)}).eval()
+            extra = "".join(f", {k}={v}" for k, v in args.agent_config)
+            label = f"init, gains: query {gain:g}, ConvLSTM {lstm_gain:g}, q_K bias {bias_gain:g}{extra}; seed {seed}"
             rows.append((label, measure(agent, inputs, boxes)))
     classes = sorted({label for _, m in rows for label in m["lift"]})
     print(f"| agent | entropy per head (uniform {rows[0][1]['uniform_entropy']:.2f}) | content logit std | "
-          f"spatial logit std | mean peak weight | " + " | ".join(f"lift on {c} per head" for c in classes) + " |")
-    print("|---|---|---:|---:|---:|" + "---|" * len(classes))
+          f"spatial logit std | mean peak weight | lift on the map's border per head | "
+          + " | ".join(f"lift on {c} per head" for c in classes) + " |")
+    print("|---|---|---:|---:|---:|---|" + "---|" * len(classes))
     for label, m in rows:
         lifts = " | ".join(", ".join(f"{v:.1f}" for v in m["lift"].get(c, [])) for c in classes)
         print(f"| {label} | {', '.join(f'{e:.2f}' for e in m['entropy_per_head'])} | {m['content_std']:.3f} | "
-              f"{m['spatial_std']:.2f} | {m['max_weight']:.4f} | {lifts} |")
+              f"{m['spatial_std']:.2f} | {m['max_weight']:.4f} | {', '.join(f'{v:.1f}' for v in m['border_lift'])} | "
+              f"{lifts} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Traces of one or more training runs against frames, for diagnosing whether and how a run learns:
 episode return, policy entropy, per-head attention entropy, value loss, mean |advantage| and gradient
-norm, read from each run's metrics.jsonl. One PNG with a panel per quantity, a line per run.
+norm, read from each run's metrics.jsonl. One PNG with a panel per quantity, a line per run; the printed
+tables give the return (with a 95% CI) and the update scalars per million frames.
 
     python benchmarks/training_traces.py runs/pong-s1 runs/pong-s2 --out docs/img/pong-traces.png
 """
@@ -60,6 +61,22 @@ def print_return_table(runs: list[Path], every: float) -> None:
         print(f"| {start / 1e6:g}–{(start + every) / 1e6:g}M | " + " | ".join(cells) + " |")
 
 
+def print_update_table(runs: list[Path], every: float) -> None:
+    """Mean value loss, mean |advantage|, policy entropy and the heads' mean attention entropy per ``every``
+    frames of logged updates, one row per run and interval (the numbers behind the traces' panels)."""
+    keys = ("loss/baseline", "mean_abs_advantage", "policy_entropy", "attention_entropy")
+    print("| run | frames | value loss | mean abs advantage | policy entropy | attention entropy (heads' mean) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for run in runs:
+        updates = read_updates(run)
+        for start in np.arange(0.0, updates["frames"].max(initial=0.0), every):
+            chosen = (updates["frames"] >= start) & (updates["frames"] < start + every)
+            if not chosen.any():
+                continue
+            cells = [f"{np.nanmean(updates[k][chosen]):.3g}" if k in updates else "—" for k in keys]
+            print(f"| {run.name} | {start / 1e6:g}–{(start + every) / 1e6:g}M | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")
@@ -69,6 +86,8 @@ def main() -> None:
                         help="frames per row of the printed return table (default 1M)")
     args = parser.parse_args()
     print_return_table(args.runs, args.table_every)
+    print()
+    print_update_table(args.runs, args.table_every)
 
     fig = Figure(figsize=(12, 7), layout="constrained")
     axes = fig.subplots(2, 3).ravel()

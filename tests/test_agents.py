@@ -211,6 +211,27 @@ def test_init_gains_scale_only_their_part(name):
         agents.build(name, SMALL_OBS, 3, convlstm_init_gain=0.0)
 
 
+@pytest.mark.parametrize("name", ["s3ta-small", "l2-keys"])
+def test_replicate_padding_makes_a_uniform_frame_uniform_to_the_heads(name):
+    """On a frame of one non-black colour (Pong's brown background), zero padding makes the map's border
+    unlike its interior, so content logits differ there; with padding_mode="replicate" every cell, in the
+    vision convs and in the ConvLSTM's steps, sees the same input and the content logits are flat."""
+    brown = torch.tensor([144, 72, 17], dtype=torch.uint8).view(1, 1, 3, 1, 1).expand(3, 2, 3, 210, 160)
+    inputs = AgentInputs(brown.contiguous(), torch.zeros(3, 2, dtype=torch.long), torch.zeros(3, 2),
+                         torch.zeros(3, 2, dtype=torch.bool))
+    spread = {}
+    for mode in ("zeros", "replicate"):
+        torch.manual_seed(0)
+        agent = agents.build(name, ATARI, 18, padding_mode=mode, convlstm_init_gain=3.0)
+        with torch.no_grad():
+            output, _ = agent(inputs, agent.initial_state(2))
+        spread[mode] = output.content_logits.flatten(-2).std(-1).max().item()  # over the map, worst step/head
+    assert spread["zeros"] > 1e-3
+    assert spread["replicate"] < 1e-5 * max(1.0, spread["zeros"])
+    with pytest.raises(ValueError, match="padding_mode"):
+        agents.build(name, ATARI, 18, padding_mode="reflect")
+
+
 def test_describe_round_trip():
     agent = agents.build("s3ta-small", SMALL_OBS, 3, num_heads=6)
     rebuilt = agents.from_description(agents.describe(agent))

@@ -143,6 +143,9 @@ def test_agent_configs_compare_with_every_field_filled_in(tmp_path):
     changed = agents.describe(agents.build("s3ta-small", (3, 64, 64), 3, num_heads=2))
     with pytest.raises(CheckpointError, match=r"another agent config: num_heads=4 \(checkpoint\) vs 2 \(this run\)$"):
         check_compatible(checkpoint._replace(agent=older), changed)
+    newer = {**checkpoint.agent, "config": {**checkpoint.agent["config"], "field_of_a_later_version": 2}}
+    with pytest.raises(CheckpointError, match=r"comes from a newer s3ta: .*\(field_of_a_later_version\)"):
+        check_compatible(checkpoint._replace(agent=newer), description)
 
 
 def test_cli_reports_a_corrupt_checkpoint_in_one_line(tmp_path):

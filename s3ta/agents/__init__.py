@@ -40,6 +40,11 @@ def names() -> list[str]:
     return list(PRESETS)
 
 
+def config_field_names(name: str) -> list[str]:
+    """The config fields of agent ``name`` (ValueError for an unknown agent)."""
+    return [f.name for f in dataclasses.fields(config_for(name))]
+
+
 def config_for(name: str, **overrides) -> Any:
     """The preset config of ``name`` with ``overrides`` applied (lists become tuples)."""
     if name not in PRESETS:
@@ -93,6 +98,6 @@ def is_attention_agent(agent: nn.Module) -> bool:
 
 __all__ = [
     "AgentInputs", "AgentOutput", "Attention", "AttentionAgent", "AttentionAgentConfig", "ResNetAgent",
-    "ResNetAgentConfig", "State", "build", "config_for", "describe", "from_description", "is_attention_agent",
+    "ResNetAgentConfig", "State", "build", "config_field_names", "config_for", "describe", "from_description", "is_attention_agent",
     "l2_key_attention", "names", "query_attention", "spatial_basis",
 ]

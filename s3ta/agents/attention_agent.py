@@ -29,6 +29,7 @@ from s3ta.agents.core import (
 )
 
 QUERY_MODES = ("top-down", "fixed", "l2-keys")
+PADDING_MODES = ("zeros", "replicate")
 
 # An intervention on attention: (weights [B, N, h, w], t) -> replacement weights [B, N, h, w].
 AttentionOverride = Callable[[Tensor, int], Tensor]
@@ -46,6 +47,10 @@ class AttentionAgentConfig:
     """Stride of each vision conv layer; padding is TF-style "same" (210x160 -> 27x20)."""
     convlstm_kernel: int = 3
     """Kernel size of the ConvLSTM. Its hidden channels are key channels + value_channels."""
+    padding_mode: str = "zeros"
+    """How the vision convs and the ConvLSTM pad the map's border: "zeros" or "replicate" (the edge
+    pixels repeated). Zeros make the border look unlike a non-black background (e.g. Pong's brown), so
+    keys there differ from the rest of the background and content-driven heads can lock onto it."""
     key_channels: int = 8
     """C_k: key channels per query (l2-keys: per head, so the key part of O is N * C_k)."""
     value_channels: int = 120
@@ -78,6 +83,8 @@ class AttentionAgentConfig:
     def __post_init__(self):
         if not (len(self.conv_channels) == len(self.conv_kernels) == len(self.conv_strides) >= 1):
             raise ValueError("conv_channels, conv_kernels and conv_strides must have the same length >= 1")
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {self.padding_mode!r}")
         if self.queries not in QUERY_MODES:
             raise ValueError(f"queries must be one of {QUERY_MODES}, got {self.queries!r}")
         if self.convlstm_init_gain <= 0 or self.query_content_bias_gain < 0:
@@ -118,8 +125,8 @@ def vision_conv_stack(config: AttentionAgentConfig, in_channels: int, height: in
     for channels, kernel, stride in zip(config.conv_channels, config.conv_kernels, config.conv_strides):
         top, bottom, height = same_padding(height, kernel, stride)
         left, right, width = same_padding(width, kernel, stride)
-        layers += [nn.ZeroPad2d((left, right, top, bottom)),
-                   nn.Conv2d(in_channels, channels, kernel, stride), nn.ReLU()]
+        pad = nn.ZeroPad2d if config.padding_mode == "zeros" else nn.ReplicationPad2d
+        layers += [pad((left, right, top, bottom)), nn.Conv2d(in_channels, channels, kernel, stride), nn.ReLU()]
         in_channels = channels
     return nn.Sequential(*layers), height, width
 
@@ -137,12 +144,13 @@ class ConvLSTM(nn.Module):
     """A convolutional LSTM whose input convolution is applied to all T steps at once (the fast
     path); only the hidden-to-hidden convolution runs inside the time loop."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel: int):
+    def __init__(self, in_channels: int, hidden_channels: int, kernel: int, padding_mode: str = "zeros"):
         super().__init__()
         self.hidden_channels = hidden_channels
-        self.input_conv = nn.Conv2d(in_channels, 4 * hidden_channels, kernel, padding=kernel // 2)
+        self.input_conv = nn.Conv2d(in_channels, 4 * hidden_channels, kernel, padding=kernel // 2,
+                                    padding_mode=padding_mode)
         self.hidden_conv = nn.Conv2d(hidden_channels, 4 * hidden_channels, kernel,
-                                     padding=kernel // 2, bias=False)
+                                     padding=kernel // 2, bias=False, padding_mode=padding_mode)
 
     def step(self, input_gates: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """input_gates = input_conv(x): [B, 4c, h, w]; state (h, c): [B, c, h, w] each."""
@@ -164,7 +172,8 @@ class AttentionAgent(nn.Module):
         self.observation_shape = tuple(observation_shape)
         self.num_actions = num_actions
         self.vision, self.map_height, self.map_width = vision_conv_stack(config, channels, height, width)
-        self.convlstm = ConvLSTM(config.conv_channels[-1], config.vision_channels, config.convlstm_kernel)
+        self.convlstm = ConvLSTM(config.conv_channels[-1], config.vision_channels, config.convlstm_kernel,
+                                 config.padding_mode)
         self.register_buffer("basis", spatial_basis(self.map_height, self.map_width, config.basis_frequencies),
                              persistent=False)  # [S, h, w]
 

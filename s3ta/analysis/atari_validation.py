@@ -1,5 +1,6 @@
-"""Checks the Atari RAM decoders (``atari_objects``) against the screen itself: for each decoded box,
-the pixels of its sprite are found by colour in the RGB frame of the same emulator frame, and the
+"""Checks the Atari RAM decoders (``atari_objects``) against the screen itself: for each box decoded from
+an emulator frame's RAM (and the RAM of the frame before: some objects are drawn as the RAM held them
+then), the pixels of its sprite are found by colour in the RGB frame of the same emulator frame, and the
 box they span is compared with the decoded box (IoU). Per game and class: the share of decoded
 objects whose box matches the pixel-derived box at IoU >= 0.5, over frames of random play.
 
@@ -8,9 +9,10 @@ The sprite of a decoded box [x0, x1) x [y0, y1) is found in a window around it (
 inside the window are candidate sprite pixels: background, water bands, walls and the maze run on
 beyond the window's sides (those that are not the screen's edges), a sprite displaced by less than
 ``margin`` px does not, even beside or between walls of its own colour. Rows or columns of a colour
-spanning the whole window are dropped first (a band or wall a sprite touches is not part of it). The
-sprite is the colour with the most candidate pixels in the box; no candidate (the box is on
-background) counts as IoU 0.
+spanning the whole window are dropped first (a band or wall a sprite touches is not part of it), and
+so are the columns where the game shows no sprite (``atari_objects.VISIBLE_COLUMNS``: Breakout's side
+walls, partly the ball's colour). The sprite is the colour with the most candidate pixels in the box;
+no candidate (the box is on background) counts as IoU 0.
 
 Objects the game does not draw on every frame (``Box.drawn``) are counted apart, never dropped:
 - drawn False (the RAM says this frame is an off phase, e.g. Ms. Pac-Man's blinking power pills, or
@@ -19,11 +21,12 @@ Objects the game does not draw on every frame (``Box.drawn``) are counted apart,
   hiding what is drawn: the count shows which);
 - drawn None (multiplexed by a schedule the RAM snapshot does not hold, e.g. Ms. Pac-Man's ghosts):
   ``flicker_off`` when its box holds no pixel of a sprite colour (one covering < ``BACKGROUND_SHARE``
-  of the frame) and none lies within 8 px of it outside the boxes of other objects, or when the
-  sprite found for it matches the box of another object of its class better than its own; otherwise
-  checked like any object, so a box a few pixels off its sprite is a miss.
+  of the frame outside the objects' boxes) and none lies within 8 px of it outside the boxes of other
+  objects, or when the sprite found for it matches the box of another object of its class better than
+  its own; otherwise checked like any object, so a box a few pixels off its sprite is a miss.
 Objects whose box touches the box of an object of another class with the same main sprite colour are
-``merged``: colour cannot tell their pixels apart (Seaquest's missile leaving the submarine).
+``merged``: colour cannot tell their pixels apart (Seaquest's missile leaving the submarine, Breakout's
+ball on the paddle).
 """
 
 from __future__ import annotations
@@ -58,13 +61,19 @@ def _components(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         out = grown
 
 
-def pixel_box(frame: np.ndarray, box: np.ndarray, margin: int = 8) -> np.ndarray | None:
+def pixel_box(frame: np.ndarray, box: np.ndarray, margin: int = 8,
+              visible: tuple[int, int] | None = None) -> np.ndarray | None:
     """The box (x0, y0, x1, y1) spanned by the sprite pixels of the decoded ``box`` in ``frame``
-    [H, W, 3] uint8 (module docstring), or None when the box holds no sprite colour."""
+    [H, W, 3] uint8 (module docstring), or None when the box holds no sprite colour. ``visible``: the
+    columns [x0, x1) where the game can show a sprite (``atari_objects.VISIBLE_COLUMNS``); pixels outside
+    them (Breakout's side walls) are no sprite's, even of a sprite's colour."""
     height, width = frame.shape[:2]
     x0, y0, x1, y1 = (int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])), int(np.ceil(box[3])))
     wx0, wy0, wx1, wy1 = max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, width), min(y1 + margin, height)
     codes = _codes(frame[wy0:wy1, wx0:wx1])
+    if visible is not None:
+        columns = np.arange(wx0, wx1)
+        codes[:, (columns < visible[0]) | (columns >= visible[1])] = _HIDDEN
     inside = np.zeros(codes.shape, bool)
     inside[max(y0 - wy0, 0):y1 - wy0, max(x0 - wx0, 0):x1 - wx0] = True
     # the window's sides that are not the screen's edges: a region of one colour that reaches them runs
@@ -77,6 +86,8 @@ def pixel_box(frame: np.ndarray, box: np.ndarray, margin: int = 8) -> np.ndarray
     beyond[-1, :] |= wy1 < height
     sprite, most = None, 0
     for colour in np.unique(codes[inside]):
+        if colour == _HIDDEN:
+            continue
         same = codes == colour
         same[same.all(1)] = False  # a row or column of that colour across the whole window is a band or
         same[:, same.all(0)] = False  # a wall the sprite touches, not part of it
@@ -92,15 +103,25 @@ def pixel_box(frame: np.ndarray, box: np.ndarray, margin: int = 8) -> np.ndarray
     return np.array([xs.min() + wx0, ys.min() + wy0, xs.max() + 1 + wx0, ys.max() + 1 + wy0], np.float64)
 
 
+_HIDDEN = -1
+"""The colour code ``pixel_box`` gives pixels where no sprite can show (no RGB colour has it)."""
+
+
 BACKGROUND_SHARE = 0.02
-"""Colours covering at least this share of a frame are background (sprites cover < 0.3% in every game checked)."""
+"""Colours covering at least this share of a frame (outside the decoded objects' boxes) are background (sprites
+cover < 0.3% in every game checked)."""
 
 
-def sprite_colours(frame: np.ndarray) -> np.ndarray:
-    """The colour codes of ``frame`` [H, W, 3] uint8 that cover less than ``BACKGROUND_SHARE`` of it."""
+def sprite_colours(frame: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
+    """The colour codes of ``frame`` [H, W, 3] uint8 that cover less than ``BACKGROUND_SHARE`` of it outside
+    ``boxes`` [K, 4] (x0, y0, x1, y1: the decoded objects), so that an object class's own pixels do not make
+    its colour background (Breakout's top row of bricks has the ball's and the paddle's red, 2.6% of the frame)."""
     codes = _codes(frame)
-    values, counts = np.unique(codes, return_counts=True)
-    return values[counts < BACKGROUND_SHARE * codes.size]
+    outside = np.ones(codes.shape, bool)
+    for x0, y0, x1, y1 in np.zeros((0, 4), int) if boxes is None else np.asarray(boxes).astype(int):
+        outside[y0:y1, x0:x1] = False
+    values, counts = np.unique(codes[outside], return_counts=True)
+    return np.setdiff1d(codes, values[counts >= BACKGROUND_SHARE * codes.size])
 
 
 def _crop(frame: np.ndarray, box: np.ndarray, margin: int) -> np.ndarray:
@@ -120,17 +141,18 @@ def _main_sprite_colour(codes_in_box: np.ndarray, sprite: np.ndarray) -> int | N
     return int(values[counts.argmax()]) if len(values) else None
 
 
-def check_frame(game: str, screen: np.ndarray, ram: np.ndarray, threshold: float = 0.5) -> list[tuple[str, str, float]]:
-    """(label, outcome, IoU) for every object decoded from ``ram``, checked against ``screen`` [210, 160, 3]
-    (module docstring); outcome is "checked" (the IoU counts), "merged", "not_drawn", "not_drawn_seen"
-    or "flicker_off"."""
-    from s3ta.analysis.atari_objects import decode_objects
+def check_frame(game: str, screen: np.ndarray, ram: np.ndarray, threshold: float = 0.5,
+                ram_before: np.ndarray | None = None) -> list[tuple[str, str, float]]:
+    """(label, outcome, IoU) for every object decoded from ``ram`` (and ``ram_before``, the RAM one frame
+    earlier: ``decode_objects``), checked against ``screen`` [210, 160, 3] (module docstring); outcome is
+    "checked" (the IoU counts), "merged", "not_drawn", "not_drawn_seen" or "flicker_off"."""
+    from s3ta.analysis.atari_objects import VISIBLE_COLUMNS, decode_objects
 
-    objects = decode_objects(game, ram)
+    objects = decode_objects(game, ram, ram_before=ram_before)
     boxes = np.array([[o.x, o.y, o.x + o.w, o.y + o.h] for o in objects]).reshape(-1, 4)
-    codes, sprite = _codes(screen), sprite_colours(screen)
+    codes, sprite = _codes(screen), sprite_colours(screen, boxes)
     colours = [_main_sprite_colour(_crop(codes, box, 0), sprite) for box in boxes]
-    founds = [pixel_box(screen, box) for box in boxes]
+    founds = [pixel_box(screen, box, visible=VISIBLE_COLUMNS.get(game)) for box in boxes]
     claimed = np.zeros(codes.shape, bool)  # pixels inside the box of an object that may be drawn
     for obj, (x0, y0, x1, y1) in zip(objects, boxes.astype(int)):
         if obj.drawn is not False:
@@ -174,7 +196,8 @@ def _touch(a: np.ndarray, b: np.ndarray) -> bool:
 def validate_game(game: str, frames: int = 300, seed: int = 0, frame_skip: int = 4, warmup: int = 0,
                   threshold: float = 0.5) -> dict[str, Any]:
     """Play ``frames`` agent steps of uniformly random actions (``frame_skip`` emulator frames each)
-    and compare every decoded box of the last emulator frame with its pixel-derived box. Per class:
+    and compare every box decoded from the RAM of the last emulator frame and of the frame before with
+    its pixel-derived box on the last frame's screen. Per class:
     ``objects`` checked, their ``match_rate`` (IoU >= ``threshold``) and ``mean_iou``, and the counts
     not checked: ``not_drawn``, ``not_drawn_seen``, ``flicker_off`` and ``merged`` (module docstring)."""
     from ale_py import ALEInterface, LoggerMode, roms
@@ -191,13 +214,14 @@ def validate_game(game: str, frames: int = 300, seed: int = 0, frame_skip: int =
     for step in range(warmup + frames):
         action = actions[int(rng.integers(len(actions)))]
         for _ in range(frame_skip):
+            ram_before = ale.getRAM().copy()
             ale.act(action)
         if ale.game_over():
             ale.reset_game()
             continue
         if step < warmup:
             continue
-        for label, outcome, overlap in check_frame(game, ale.getScreenRGB(), ale.getRAM(), threshold):
+        for label, outcome, overlap in check_frame(game, ale.getScreenRGB(), ale.getRAM(), threshold, ram_before):
             counts = left_out.setdefault(label, {"merged": 0, "not_drawn": 0, "not_drawn_seen": 0, "flicker_off": 0})
             if outcome == "checked":
                 ious.setdefault(label, []).append(overlap)

@@ -42,6 +42,32 @@ def step_grounding(attention: np.ndarray, boxes: np.ndarray, labels: list[str], 
     return out
 
 
+def class_lift(attention: np.ndarray, boxes: list[list[tuple[np.ndarray, list[str]]]], height: int,
+               width: int, skip: int = 0) -> dict[str, list[float]]:
+    """Per class, each head's lift pooled over many steps: attention [T, B, N, h, w] with
+    ``boxes[b][t] = (boxes [K, 4], labels)``; the class's attention mass summed over the steps
+    from ``skip`` on, over the summed chance (its boxes' area share). Classes never seen are left out."""
+    mass: dict[str, np.ndarray] = {}
+    chance: dict[str, float] = {}
+    for episode, episode_boxes in enumerate(boxes):
+        for t in range(skip, len(episode_boxes)):
+            step = step_grounding(attention[t, episode], *episode_boxes[t], height, width)
+            for label, numbers in step["classes"].items():
+                mass[label] = mass.get(label, 0.0) + np.asarray(numbers["mass"])
+                chance[label] = chance.get(label, 0.0) + numbers["chance"]
+    return {label: (mass[label] / chance[label]).tolist() for label in sorted(mass) if chance[label] > 0}
+
+
+def border_lift(attention: np.ndarray) -> list[float]:
+    """Each head's mean attention mass on the map's outer ring of cells over the ring's share of the
+    cells (1 = chance): attention [..., N, h, w]. Zero padding makes the ring unlike the background."""
+    heads, h, w = attention.shape[-3:]
+    ring = np.ones((h, w), bool)
+    ring[1:-1, 1:-1] = False
+    mass = attention.reshape(-1, heads, h, w)[..., ring].sum(-1).mean(0)  # [N]
+    return (mass / ring.mean()).tolist()
+
+
 def grounding(recording: Recording) -> dict[str, Any]:
     """Per head (and per head and class) averages over the recorded steps that have boxes."""
     recording.require_attention("grounding")

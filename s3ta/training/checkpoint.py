@@ -143,6 +143,10 @@ def check_compatible(checkpoint: Checkpoint, agent_description: dict[str, Any]) 
         if saved[key] != agent_description[key]:
             raise CheckpointError(f"checkpoint {checkpoint.path} is for another {what}: "
                                   f"{saved[key]} (checkpoint) vs {agent_description[key]} (this run)")
+    unknown = sorted(set(saved["config"]) - set(agents.config_field_names(saved["name"])))
+    if unknown:
+        raise CheckpointError(f"checkpoint {checkpoint.path} comes from a newer s3ta: its agent config has fields "
+                              f"this version does not know ({', '.join(unknown)}); upgrade s3ta to use it")
     saved_config, run_config = (_full_config(saved["name"], description["config"])
                                 for description in (saved, agent_description))
     differ = {k: (saved_config.get(k), run_config.get(k)) for k in sorted(saved_config.keys() | run_config.keys())
@@ -153,11 +157,8 @@ def check_compatible(checkpoint: Checkpoint, agent_description: dict[str, Any]) 
 
 
 def _full_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    try:
-        full = dataclasses.asdict(agents.config_for(name, **config))
-    except (TypeError, ValueError):  # an unknown field: compare as saved
-        full = config
-    return json.loads(json.dumps(full))
+    """The agent config with every field of this version filled in (its fields are all known here)."""
+    return json.loads(json.dumps(dataclasses.asdict(agents.config_for(name, **config))))
 
 
 def load_agent(path_or_run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:
