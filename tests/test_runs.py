@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from s3ta import zoo
+from s3ta import agents, zoo
 from s3ta.training import TrainConfig, train
 from s3ta.training.checkpoint import CheckpointError, list_checkpoints, load_agent, load_checkpoint
 from s3ta.training.cli import parse_duration
@@ -176,6 +176,8 @@ def test_presets_document_every_deviation_and_load_by_name():
                 assert key in preset["deviations"] and len(preset["deviations"][key]) > 20
     small = TrainConfig.from_dict({**TrainConfig().to_dict(), **config_source("atari-small")})
     assert (small.agent, small.unroll_length, small.batch_size, small.protocol) == ("s3ta-small", 20, 16, "paper")
+    agent = agents.build(small.agent, (3, 210, 160), 18, **small.agent_overrides)  # the recipe of Pong run (4)
+    assert agent.attention_shape == (4, 14, 10) and agent.config.padding_mode == "replicate"
     assert TrainConfig().agent_overrides == {} and TrainConfig().learning_rate == 2e-4  # paper defaults unchanged
     with pytest.raises(ValueError, match="unknown preset"):
         config_source("atari-huge")
