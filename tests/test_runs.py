@@ -210,6 +210,16 @@ def test_zoo_agent_matches_its_card(name):
     assert (folder / zoo.CURVE).exists()
 
 
+def test_training_hours_add_attempts_and_skip_what_a_resume_replaced(tmp_path):
+    # attempt 1 logged frames 100-300 at 10-30 s and died; attempt 2 resumed from the checkpoint at 200
+    rows = [(100, 10.0), (200, 20.0), (300, 30.0), (300, 5.0), (400, 15.0)]
+    (tmp_path / "metrics.jsonl").write_text("".join(
+        json.dumps({"kind": "update", "frames": f, "time": t}) + "\n" for f, t in rows))
+    assert zoo.training_hours(tmp_path) == pytest.approx((20 + 15) / 3600)
+    assert zoo.training_hours(tmp_path, until_frames=300) == pytest.approx((20 + 5) / 3600)
+    assert zoo.training_hours(tmp_path, until_frames=150) == pytest.approx(10 / 3600)
+
+
 def test_zoo_add_builds_a_verified_agent_and_rejects_tampering(tmp_path):
     run = tmp_path / "run"
     train(tiny(total_frames=100), run)

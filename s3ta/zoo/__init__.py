@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -86,13 +87,16 @@ def describe_machine() -> str:
     return f"{os.cpu_count()} cores of {cpu}{gpu}, torch {torch.__version__}"
 
 
-def training_hours(run_dir: Path) -> float:
+def training_hours(run_dir: Path, until_frames: float = math.inf) -> float:
     """Wall-clock hours of a run over all its attempts, from the ``time`` of its logged updates (each
-    attempt restarts its clock; what an attempt did after its last log line is not counted)."""
+    attempt restarts its clock; what an attempt did after its last log line is not counted, nor what an
+    interrupted attempt did after the checkpoint its successor resumed from), up to ``until_frames``."""
     from s3ta.evaluation.report import read_metrics
 
     total, last = 0.0, 0.0
     for record in read_metrics(run_dir, "update"):
+        if record["frames"] > until_frames:
+            break
         if record["time"] < last:  # a new attempt
             total += last
         last = record["time"]
