@@ -1,12 +1,14 @@
 """Time to score: evaluate a run's checkpoints under its protocol and say which first reaches a target.
 
-For each checkpoint (files, or folders of ``ckpt-*.pt``), in frame order: ``s3ta eval`` with N episodes
-(saved under ``--out/ckpt-FRAMES/``; an existing evaluation there is reused), and the run's wall-clock
-training hours up to that checkpoint's frames (all attempts, from metrics.jsonl). Prints a markdown
-table, writes ``--out/time_to_score.json`` and, with ``--plot``, the evaluations over the training curve.
+For each checkpoint (files, run directories, or folders of ``ckpt-*.pt``; a file name seen twice is
+one checkpoint): ``s3ta eval`` with N episodes (saved under ``--out/FILE-STEM/``; an earlier evaluation
+there with as many episodes is reused), and the run's wall-clock training hours up to that checkpoint's
+frames (all attempts, from the run's metrics.jsonl). Prints a markdown table, writes
+``--out/time_to_score.json`` and, with ``--plot``, the evaluations over the training curve. A run keeps
+only its last 3 checkpoints unless trained with ``--keep-checkpoints N``.
 
-    python benchmarks/time_to_score.py runs/pong-s1 runs/pong-s1/kept --episodes 30 --target 18 \\
-        --out runs/pong-s1/time-to-score --plot docs/img/pong-time-to-score.png
+    python benchmarks/time_to_score.py runs/pong-s2 --episodes 30 --target 18 \\
+        --out runs/pong-s2/time-to-score --plot docs/img/pong-s2-time-to-score.png
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -22,21 +25,22 @@ from s3ta import zoo
 from s3ta.evaluation.evaluate import SUMMARY_JSON, evaluate_checkpoint
 from s3ta.evaluation.metrics import binned_mean
 from s3ta.evaluation.report import read_training_episodes
-from s3ta.training.checkpoint import list_checkpoints, load_checkpoint
+from s3ta.training.checkpoint import list_checkpoints
 
 
-def checkpoints_of(paths: list[Path]) -> list[tuple[int, Path]]:
-    """(frames, path) of every checkpoint named or found in a folder, one per frame count, in frame order."""
-    found: dict[int, Path] = {}
+def checkpoint_files(paths: list[Path]) -> list[Path]:
+    """Every checkpoint named or found in a folder, once per file name (``ckpt-FRAMES.pt`` names sort by frames)."""
+    found: dict[str, Path] = {}
     for path in paths:
         files = [path] if path.is_file() else list_checkpoints(path) or sorted(path.glob("ckpt-*.pt"))
         for file in files:
-            found.setdefault(int(load_checkpoint(file).counters["frames"]), file)
-    return sorted(found.items())
+            found.setdefault(file.name, file)
+    return [found[name] for name in sorted(found)]
 
 
-def evaluate(frames: int, path: Path, episodes: int, out: Path) -> dict:
-    folder = out / f"ckpt-{frames:012d}"
+def evaluate(path: Path, episodes: int, out: Path) -> dict:
+    """The summary of ``s3ta eval`` on ``path``; reuses the one saved for its file name with as many episodes."""
+    folder = out / path.stem
     saved = folder / SUMMARY_JSON
     if saved.exists():
         summary = json.loads(saved.read_text())
@@ -52,8 +56,6 @@ def plot(run: Path, rows: list[dict], target: float | None, out: Path) -> None:
     ax = figure.add_subplot()
     frames, returns = read_training_episodes(run)
     if len(frames):
-        import numpy as np
-
         edges = np.linspace(0, frames.max(), 61)
         ax.plot((edges[:-1] + edges[1:]) / 2 / 1e6, binned_mean(frames, returns, edges), color="0.6",
                 label="training episodes (mean per bin)")
@@ -87,9 +89,9 @@ def main() -> None:
     rows = []
     print("| checkpoint frames | training hours to it | mean return ± 95% CI | episodes | normalised score |")
     print("|---:|---:|---:|---:|---:|")
-    for frames, path in checkpoints_of(args.checkpoints or [args.run]):
-        summary = evaluate(frames, path, args.episodes, args.out)
-        ret, normalized = summary["return"], summary.get("normalized") or {}
+    for path in checkpoint_files(args.checkpoints or [args.run]):
+        summary = evaluate(path, args.episodes, args.out)
+        frames, ret, normalized = summary["checkpoint_frames"], summary["return"], summary.get("normalized") or {}
         row = {"frames": frames, "checkpoint": str(path), "hours": zoo.training_hours(args.run, until_frames=frames),
                "mean": ret["mean"], "ci_low": ret["ci_low"], "ci_high": ret["ci_high"], "episodes": summary["episodes"],
                "hns": normalized.get("mean")}
@@ -97,6 +99,7 @@ def main() -> None:
         hns = "—" if row["hns"] is None else f"{100 * row['hns']:.1f}%"
         print(f"| {frames:,} | {row['hours']:.2f} | {row['mean']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] "
               f"| {row['episodes']} | {hns} |", flush=True)
+    rows.sort(key=lambda r: r["frames"])
     first = next((r for r in rows if args.target is not None and r["mean"] >= args.target), None)
     if args.target is not None:
         print(f"\nfirst checkpoint with mean >= {args.target:g}: " +
