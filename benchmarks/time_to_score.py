@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +40,18 @@ def checkpoint_files(paths: list[Path]) -> list[Path]:
 
 
 def evaluate(path: Path, episodes: int, out: Path) -> dict:
-    """The summary of ``s3ta eval`` on ``path``; reuses the one saved for its file name with as many episodes."""
+    """The summary of ``s3ta eval`` on ``path``; reuses the one saved for its file name with as many episodes.
+
+    Progress goes to stderr (a bar on a terminal, a line per episode in a log), the table to stdout.
+    """
     folder = out / path.stem
     saved = folder / SUMMARY_JSON
     if saved.exists():
         summary = json.loads(saved.read_text())
         if summary["episodes"] == episodes:
+            print(f"{path.name}: reusing {saved}", file=sys.stderr, flush=True)
             return summary
-    summary, _ = evaluate_checkpoint(path, episodes, out=folder, progress=False)
+    summary, _ = evaluate_checkpoint(path, episodes, out=folder, progress=True)
     return summary
 
 
@@ -89,7 +94,11 @@ def main() -> None:
     rows = []
     print("| checkpoint frames | training hours to it | mean return ± 95% CI | episodes | normalised score |")
     print("|---:|---:|---:|---:|---:|")
-    for path in checkpoint_files(args.checkpoints or [args.run]):
+    paths = checkpoint_files(args.checkpoints or [args.run])
+    if not paths:
+        parser.error(f"no checkpoints (ckpt-*.pt) in {', '.join(map(str, args.checkpoints or [args.run]))}")
+    for i, path in enumerate(paths, 1):
+        print(f"[{i}/{len(paths)}] {path}: {args.episodes} episodes", file=sys.stderr, flush=True)
         summary = evaluate(path, args.episodes, args.out)
         frames, ret, normalized = summary["checkpoint_frames"], summary["return"], summary.get("normalized") or {}
         row = {"frames": frames, "checkpoint": str(path), "hours": zoo.training_hours(args.run, until_frames=frames),

@@ -336,7 +336,15 @@ def test_video_and_gif(catch_recording, tmp_path):
         count = sum(1 for _ in reader)
     assert count == 5
     gif = write_video(recording, tmp_path / "v.gif", episodes=[1], mode="whatwhere")
-    assert iio.imread(gif).shape[0] == 7
+    decoded = iio.imread(gif)[..., :3].astype(int)
+    assert decoded.shape[0] == 7
+    # Every frame in order and in its own colours (one palette for the whole GIF, made from frames spread over it).
+    from s3ta.analysis.recording import iter_episode_steps
+    from s3ta.viz.video import iter_video_frames
+
+    rendered = np.stack(list(iter_video_frames(recording, iter_episode_steps(recording, [1]), mode="whatwhere")))
+    assert decoded.shape == rendered.shape
+    assert np.abs(decoded - rendered).mean() < 2.0
     png = save_attention_figure(recording, tmp_path / "f.png", num_frames=2)
     assert png.stat().st_size > 1000
 

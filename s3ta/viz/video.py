@@ -179,8 +179,6 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
                 opacity: float = 0.7, mode: str = "attention", progress: bool = False) -> Path:
     """Write an MP4 (libx264, yuv420p) or a GIF (by ``path``'s suffix) of the recording's steps
     (the given episodes, all by default; at most ``max_steps`` frames). Returns the path."""
-    import imageio.v2 as imageio
-
     from s3ta.analysis.recording import iter_episode_steps
     from s3ta.outputs import writable_dir
 
@@ -191,6 +189,9 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
     steps = iter_episode_steps(recording, episodes)
     if max_steps is not None:
         steps = steps[:max_steps]
+    if len(steps) == 0:
+        raise ValueError(f"no steps to write: the recording has {recording.num_steps} steps, episodes {episodes}, "
+                         f"max_steps {max_steps}")
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a video file", str(path))
     writable_dir(path.parent)  # before rendering
@@ -200,12 +201,39 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
 
         frames = tqdm(frames, total=len(steps), desc=f"writing {path.name}", unit="frame")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".mp4":
-        writer = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8,
-                                    pixelformat="yuv420p", macro_block_size=16, ffmpeg_log_level="error")
-    else:
-        writer = imageio.get_writer(path, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
+    if suffix == ".gif":
+        style = dict(upsample=upsample, opacity=opacity, mode=mode)
+        palette = gif_palette(list(iter_video_frames(recording, _spread(steps, GIF_PALETTE_SAMPLES), **style)))
+        # Pillow keeps the frames until it writes: one byte per pixel each once quantized.
+        images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
+        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
+        return path
+    import imageio.v2 as imageio
+
+    writer = imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", quality=8,
+                                pixelformat="yuv420p", macro_block_size=16, ffmpeg_log_level="error")
     with writer:
         for frame in frames:
             writer.append_data(frame)
     return path
+
+
+GIF_PALETTE_SAMPLES = 16  # frames, spread over the video, that the GIF's one palette is made from
+
+
+def _spread(steps: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` of ``steps``, evenly spread from the first to the last."""
+    if len(steps) <= count:
+        return steps
+    return steps[np.unique(np.linspace(0, len(steps) - 1, count).round().astype(int))]
+
+
+def gif_palette(frames: list[np.ndarray]) -> Image.Image:
+    """One 256-colour palette for a whole GIF, from sample frames (median cut, no dithering).
+
+    A palette shared by every frame, without dithering, keeps flat regions flat from frame to frame,
+    which is what GIF's compression can use: with a dithered palette per frame the zoo's Pong GIF
+    was twice the size (docs/benchmarks.md, "Attention GIFs").
+    """
+    return Image.fromarray(np.concatenate(frames, axis=0)).quantize(
+        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
