@@ -4,7 +4,7 @@ Renders a recording's video frames once, then writes the same frames two ways: a
 does (one palette for the whole GIF, no dithering) and as imageio's GIF writer does by default (an
 adaptive palette per frame with Floyd-Steinberg dithering, how s3ta wrote GIFs before).
 
-    s3ta explain record zoo:pong-s3ta-small --seed 2 --max-steps 240 --out runs/gif-bench
+    s3ta explain record zoo:pong-s3ta-small-run4 --seed 2 --max-steps 240 --out runs/gif-bench
     python benchmarks/gif_size.py runs/gif-bench --out runs/gif-bench
 """
 
@@ -16,10 +16,9 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
-from PIL import Image
 
 from s3ta.analysis.recording import iter_episode_steps, load_recording
-from s3ta.viz.video import GIF_PALETTE_SAMPLES, _spread, gif_palette, iter_video_frames
+from s3ta.viz.video import GIF_PALETTE_SAMPLES, gif_palette, iter_video_frames, sample_evenly, save_gif
 
 
 def main() -> None:
@@ -38,10 +37,9 @@ def main() -> None:
     print(f"{len(frames)} frames of {width}x{height}, rendered in {render:.1f} s")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def shared_palette(path: Path) -> None:
-        palette = gif_palette([frames[i] for i in _spread(np.arange(len(frames)), GIF_PALETTE_SAMPLES)])
-        images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=1000 / 15, loop=0)
+    def shared_palette(path: Path) -> None:  # what write_video does with the frames it renders
+        samples = sample_evenly(np.arange(len(frames)), GIF_PALETTE_SAMPLES)
+        save_gif(frames, path, gif_palette([frames[i] for i in samples]), 15)
 
     def per_frame_dithered(path: Path) -> None:
         with imageio.get_writer(path, format="GIF", mode="I", duration=1000 / 15, loop=0) as writer:

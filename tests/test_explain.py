@@ -286,12 +286,39 @@ def test_grounding_of_one_hot_map_on_an_object_is_complete():
     assert result["classes"]["ball"]["mass"][0] == pytest.approx(1.0)
 
 
+def test_peak_tracking_follows_an_object_also_from_beside_it():
+    steps = 12
+    cols, rows = np.arange(steps) % 6, (np.arange(steps) // 2) % 5  # the object moves in x and y, not together
+    centres = np.stack([cols + 0.5, rows + 0.5], axis=1)
+    attention = np.zeros((steps, 3, 8, 8), np.float32)
+    attention[np.arange(steps), 0, rows, cols] = 1.0  # on the object
+    attention[np.arange(steps), 1, rows, cols + 1] = 1.0  # one cell to its right
+    attention[:, 2, 7, 7] = 1.0  # never moves
+    on, beside, still = grounding.peak_tracking(attention, centres)
+    assert on["corr_x"] == pytest.approx(1.0) and on["corr_y"] == pytest.approx(1.0) and on["median_distance"] == 0.0
+    assert beside["corr_x"] == pytest.approx(1.0) and beside["corr_y"] == pytest.approx(1.0)
+    assert beside["median_distance"] == pytest.approx(1.0)
+    assert math.isnan(still["corr_x"]) and math.isnan(still["corr_y"]) and still["median_distance"] > 2
+
+
+def test_frequent_peaks_name_the_cells_a_head_sits_on():
+    attention = np.zeros((8, 2, 4, 5), np.float32)
+    attention[:, 0, 3, 1] = 1.0  # a head that looks at one place
+    attention[:6, 1, 0, 4], attention[6:, 1, 2, 0] = 1.0, 1.0  # 6 steps at (0, 4), 2 at (2, 0)
+    place, two = grounding.frequent_peaks(attention)
+    assert place == [{"row": 3, "col": 1, "share": 1.0}]
+    assert two == [{"row": 0, "col": 4, "share": 0.75}, {"row": 2, "col": 0, "share": 0.25}]
+
+
 def test_grounding_on_a_recording(catch_recording):
     _, recording = catch_recording
     result = grounding.grounding(recording)
     assert result["classes"] == ["ball", "paddle"] and len(result["heads"]) == 4
     for head in result["heads"]:
         assert 0 <= head["mass_on_objects"] <= 1 and 0 < head["chance"] < 0.05
+        assert 0 < sum(p["share"] for p in head["frequent_peaks"]) <= 1
+        follows = head["classes"]["ball"]["peak_tracking"]  # catch shows one ball
+        assert follows is not None and 0 <= follows["median_distance"] <= math.hypot(8, 8)
 
 
 # --- Atari RAM ground truth ----------------------------------------------------------------

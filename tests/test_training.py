@@ -96,8 +96,9 @@ def test_checkpoints_keep_the_last_k_and_hold_the_full_state(tmp_path):
     assert checkpoint.config == config.to_dict() and "torch" in checkpoint.rng
 
 
-def test_learning_rate_decays_linearly_to_zero():
-    config = small_config(total_frames=1000, learning_rate=1.0)
+@pytest.mark.parametrize("hold, expected", [(0, [1.0, 0.75, 0.5, 0.25, 0.0]), (500, [1.0, 1.0, 0.5, 0.25, 0.0])])
+def test_learning_rate_decays_linearly_to_zero(hold, expected):
+    config = small_config(total_frames=1000, learning_rate=1.0, lr_constant_frames=hold)
     agent = agents.build("s3ta-small", (3, 64, 64), 3)
     optimizer = make_optimizer(agent, config)
     scheduler = make_scheduler(optimizer, config, frames_per_update=250)
@@ -106,7 +107,7 @@ def test_learning_rate_decays_linearly_to_zero():
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert rates == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
+    assert rates == pytest.approx(expected)
 
 
 def test_corrupt_and_mismatched_checkpoints_give_one_line_errors(tmp_path):

@@ -364,8 +364,18 @@ def _grounding(args: argparse.Namespace) -> int:
     result = grounding(recording)
     out = analysis_dir(recording, args.out)
     for head in result["heads"]:
+        places = ", ".join(f"({p['row']}, {p['col']}) {p['share']:.0%}" for p in head["frequent_peaks"])
         print(f"head {head['head']}: mass on objects {head['mass_on_objects']:.3f} (chance {head['chance']:.3f}), "
-              f"peak on object {head['peak_on_object_rate']:.2f} (chance {head['peak_chance']:.2f})")
+              f"peak on object {head['peak_on_object_rate']:.2f} (chance {head['peak_chance']:.2f}); "
+              f"peak most often at cell (row, col) {places}")
+        for label, entry in head["classes"].items():
+            follows = entry["peak_tracking"]
+            line = f"    {label}: lift {entry['lift']:.2f}" if entry["lift"] is not None else f"    {label}:"
+            if follows is not None:
+                x, y = (f"{c:+.2f}" if c == c else "- (never moves)" for c in (follows["corr_x"], follows["corr_y"]))
+                line += (f", peak follows it: corr x {x}, y {y}, "
+                         f"median {follows['median_distance']:.1f} cells away")
+            print(line)
     return _written(write_json(result, out / "grounding.json"), plot_grounding(result, out / "grounding.png"))
 
 

@@ -62,6 +62,10 @@ class TrainConfig:
     """RMSProp momentum."""
     lr_schedule: str = "linear"
     """"linear" decay to 0 over total_frames, or "constant"."""
+    lr_constant_frames: int = 0
+    """Linear schedule: hold learning_rate for this many frames, then follow the linear schedule from
+    there (a step down to learning_rate * (1 - frames / total_frames)); 0 = decay from the start. No
+    effect on the constant schedule."""
     grad_norm_clip: float = 40.0
     """Global gradient-norm clipping of the summed loss (0 disables)."""
     mode: str = "parallel"
@@ -111,6 +115,7 @@ class TrainConfig:
             "learning_rate": (self.learning_rate > 0, "> 0"), "rmsprop_eps": (self.rmsprop_eps > 0, "> 0"),
             "discount": (0.0 <= self.discount <= 1.0, "in [0, 1]"), "reward_clip": (self.reward_clip > 0, "> 0"),
             "keep_checkpoints": (self.keep_checkpoints > 0, "> 0"),
+            "lr_constant_frames": (self.lr_constant_frames >= 0, ">= 0 (0 = decay from the start)"),
             "grad_norm_clip": (self.grad_norm_clip >= 0, ">= 0 (0 disables clipping)"),
             "checkpoint_interval": (self.checkpoint_interval > 0, "> 0 seconds"),
             "learner_threads": (self.learner_threads >= 0, ">= 0 (0 = all cores)"),

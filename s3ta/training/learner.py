@@ -33,13 +33,15 @@ def make_optimizer(agent: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, frames_per_update: int):
-    """Linear decay of the learning rate to 0 at total_frames (or constant), stepped per update."""
+    """Linear decay of the learning rate to 0 at total_frames (held for the first lr_constant_frames), or
+    constant; stepped per update."""
     if config.lr_schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: 1.0)
-    total = config.total_frames
+    total, hold = config.total_frames, config.lr_constant_frames
 
     def linear(update: int) -> float:
-        return max(0.0, 1.0 - update * frames_per_update / total)
+        frames = update * frames_per_update
+        return 1.0 if frames < hold else max(0.0, 1.0 - frames / total)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import math
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -202,11 +202,11 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
         frames = tqdm(frames, total=len(steps), desc=f"writing {path.name}", unit="frame")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":
+        # The palette's sample frames are rendered twice (16 of them): cheaper than holding every frame in RGB.
+        samples = sample_evenly(steps, GIF_PALETTE_SAMPLES)
         style = dict(upsample=upsample, opacity=opacity, mode=mode)
-        palette = gif_palette(list(iter_video_frames(recording, _spread(steps, GIF_PALETTE_SAMPLES), **style)))
-        # Pillow keeps the frames until it writes: one byte per pixel each once quantized.
-        images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
-        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
+        palette = gif_palette(list(iter_video_frames(recording, samples, **style)))
+        save_gif(frames, path, palette, fps)
         return path
     import imageio.v2 as imageio
 
@@ -221,11 +221,11 @@ def write_video(recording: Recording, path: str | Path, *, episodes: list[int] |
 GIF_PALETTE_SAMPLES = 16  # frames, spread over the video, that the GIF's one palette is made from
 
 
-def _spread(steps: np.ndarray, count: int) -> np.ndarray:
-    """At most ``count`` of ``steps``, evenly spread from the first to the last."""
-    if len(steps) <= count:
-        return steps
-    return steps[np.unique(np.linspace(0, len(steps) - 1, count).round().astype(int))]
+def sample_evenly(items: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` of ``items``, evenly spread from the first to the last."""
+    if len(items) <= count:
+        return items
+    return items[np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))]
 
 
 def gif_palette(frames: list[np.ndarray]) -> Image.Image:
@@ -237,3 +237,10 @@ def gif_palette(frames: list[np.ndarray]) -> Image.Image:
     """
     return Image.fromarray(np.concatenate(frames, axis=0)).quantize(
         colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
+def save_gif(frames: Iterable[np.ndarray], path: Path, palette: Image.Image, fps: float) -> None:
+    """Write RGB frames as a looping GIF in one ``palette`` (from ``gif_palette``), without dithering.
+    Pillow keeps the frames until it writes: one byte per pixel each once quantized."""
+    images = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
