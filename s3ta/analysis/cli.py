@@ -6,6 +6,7 @@ reads a recording directory and writes JSON + PNG into ``<recording>/analysis`` 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -372,7 +373,7 @@ def _grounding(args: argparse.Namespace) -> int:
             follows = entry["peak_tracking"]
             line = f"    {label}: lift {entry['lift']:.2f}" if entry["lift"] is not None else f"    {label}:"
             if follows is not None:
-                x, y = (f"{c:+.2f}" if c == c else "- (never moves)" for c in (follows["corr_x"], follows["corr_y"]))
+                x, y = ("- (never moves)" if math.isnan(c) else f"{c:+.2f}" for c in (follows["corr_x"], follows["corr_y"]))
                 line += (f", peak follows it: corr x {x}, y {y}, "
                          f"median {follows['median_distance']:.1f} cells away")
             print(line)

@@ -22,16 +22,21 @@ from s3ta.analysis.geometry import box_mask, cell_index, pixel_mass
 from s3ta.analysis.recording import Recording
 
 
+def peak_cells(attention: np.ndarray) -> np.ndarray:
+    """The flat index (row * w + col) of each map's peak cell: attention [..., h, w] -> [...]."""
+    return attention.reshape(*attention.shape[:-2], -1).argmax(-1)
+
+
 def step_grounding(attention: np.ndarray, boxes: np.ndarray, labels: list[str], height: int,
                    width: int) -> dict[str, Any]:
     """Grounding of one step: attention [N, h, w], boxes [K, 4], labels [K]."""
-    heads, h, w = attention.shape
+    h, w = attention.shape[-2:]
     mass = pixel_mass(attention, height, width)  # [N, H, W]
     union = box_mask(boxes, height, width)
     cell_of = cell_index(height, h)[:, None] * w + cell_index(width, w)[None, :]
     cells_on_object = np.zeros(h * w, bool)
     cells_on_object[np.unique(cell_of[union])] = True
-    peaks = attention.reshape(heads, -1).argmax(-1)
+    peaks = peak_cells(attention)
     out: dict[str, Any] = {
         "mass": (mass * union).sum((-1, -2)).tolist(),
         "chance": float(union.mean()),
@@ -77,7 +82,7 @@ def peak_tracking(attention: np.ndarray, centres: np.ndarray) -> list[dict[str, 
     peak cell's centre with the object's, in x and in y (nan where either never moves), and their
     median distance in cells."""
     steps, heads, h, w = attention.shape
-    flat = attention.reshape(steps, heads, -1).argmax(-1)  # [S, N]
+    flat = peak_cells(attention)  # [S, N]
     peak_x, peak_y = flat % w + 0.5, flat // w + 0.5
 
     def corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,7 +98,7 @@ def frequent_peaks(attention: np.ndarray, top: int = 3) -> list[list[dict[str, f
     most frequent peak cells (row, col) and the share of steps each is the peak. A head with one
     dominant cell looks at a place, whatever is there; its mass on objects then says little."""
     steps, heads, h, w = attention.shape
-    flat = attention.reshape(steps, heads, -1).argmax(-1)  # [S, N]
+    flat = peak_cells(attention)  # [S, N]
     out = []
     for n in range(heads):
         cells, counts = np.unique(flat[:, n], return_counts=True)
