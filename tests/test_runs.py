@@ -46,6 +46,7 @@ def test_resume_extends_a_finished_run_and_the_schedule_follows_the_new_total(tm
     rates = [r["learning_rate"] for r in updates_logged(tmp_path)[5:]]
     # the sixth update starts from frame 100 of 200: lr 0.5, then 0.4, ... (not the old schedule's 0)
     assert rates == pytest.approx([0.5, 0.4, 0.3, 0.2, 0.1])
+    assert "| lr 0.5\n" in stream.getvalue() and "| lr 0.1\n" in stream.getvalue()  # the progress lines say it
     assert TrainConfig.load(tmp_path / "config.json").total_frames == 200
     assert (tmp_path / "DONE").exists()
 

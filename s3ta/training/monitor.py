@@ -74,7 +74,8 @@ class Monitor:
                     self.writer.add_scalar(key, value, frames)
         if self.bar is not None:
             self.bar.update(frames - self.frames)
-            self.bar.set_postfix_str(f"{sps:,.0f} SPS, return {self.mean_return:.3g}")
+            self.bar.set_postfix_str(f"{sps:,.0f} SPS, return {self.mean_return:.3g}, "
+                                     f"lr {stats.get('learning_rate', math.nan):.3g}")
         self.frames = frames
         if now - self.last_line >= self.log_interval:
             self.last_line = now
@@ -85,7 +86,8 @@ class Monitor:
                 eta = max(0, self.total_frames - frames) / fps if fps and fps > 0 else math.inf
                 print(f"frames {frames:,}/{self.total_frames:,} ({100 * frames / self.total_frames:.0f}%) | "
                       f"{sps:,.0f} SPS | ETA {format_duration(eta)} | return {self.mean_return:.3g} "
-                      f"(last {len(self.recent_returns)}) | loss {stats.get('loss/total', math.nan):.4g}",
+                      f"(last {len(self.recent_returns)}) | loss {stats.get('loss/total', math.nan):.4g} | "
+                      f"lr {stats.get('learning_rate', math.nan):.3g}",
                       file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
