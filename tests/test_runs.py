@@ -51,6 +51,27 @@ def test_resume_extends_a_finished_run_and_the_schedule_follows_the_new_total(tm
     assert (tmp_path / "DONE").exists()
 
 
+def test_a_fork_resumes_on_the_schedule_of_its_edited_config(tmp_path):
+    """benchmarks/fork_run.py (docs/benchmarks.md, Breakout (1b)): a run's config.json with another rate and
+    schedule, one of its checkpoints and its log cut there; the resumed fork takes the config's rate, not
+    the base rate saved in the checkpoint's scheduler state."""
+    source, fork = tmp_path / "run", tmp_path / "fork"
+    train(tiny(total_frames=100, learning_rate=1.0, log_interval=0.0, keep_checkpoints=10,
+               checkpoint_interval=1e-6), source, stream=io.StringIO())
+    middle = [p for p in list_checkpoints(source) if load_checkpoint(p).counters["frames"] == 60]
+    assert middle, [p.name for p in list_checkpoints(source)]
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fork_run.py"
+    result = subprocess.run([sys.executable, str(script), str(source), str(middle[0]), "--out", str(fork),
+                             "--set", "learning_rate=0.3", "--set", 'lr_schedule="constant"'],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert max(r["frames"] for r in updates_logged(fork)) == 60  # the log is cut at the checkpoint
+
+    train(TrainConfig(), fork, resume=True, total_frames=120, stream=io.StringIO())
+    rates = [r["learning_rate"] for r in updates_logged(fork) if r["frames"] > 60]
+    assert rates == pytest.approx([0.3, 0.3, 0.3])
+
+
 def test_resume_cli_extends_and_names_the_flags_it_ignores(tmp_path):
     train(tiny(total_frames=40), tmp_path)
     result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "80", "--batch-size", "2",

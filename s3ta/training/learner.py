@@ -46,6 +46,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, frames
     return torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
 
 
+def restore_schedule(optimizer: torch.optim.Optimizer, scheduler, state: dict, config: TrainConfig) -> None:
+    """Continue ``scheduler`` from a checkpoint's ``state`` (its update count) on the schedule ``config``
+    gives. The config is the run's record: a rate, schedule or total changed in it takes effect from the
+    saved update, instead of the base rate stored in the checkpoint's scheduler state."""
+    scheduler.load_state_dict(state)
+    scheduler.base_lrs = [config.learning_rate for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["initial_lr"] = config.learning_rate
+    sync_learning_rate(optimizer, scheduler)
+
+
 def sync_learning_rate(optimizer: torch.optim.Optimizer, scheduler) -> None:
     """Set the optimizer's learning rate to what ``scheduler`` gives at its current step. After a resume
     with another frame budget the saved rate belongs to the old schedule; this makes the next update

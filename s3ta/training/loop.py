@@ -34,7 +34,7 @@ from s3ta.training.learner import (
     learn,
     make_optimizer,
     make_scheduler,
-    sync_learning_rate,
+    restore_schedule,
 )
 from s3ta.training.monitor import Monitor
 from s3ta.training.runners import ParallelRunner, SerialRunner
@@ -205,8 +205,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     if checkpoint is not None:
         agent.load_state_dict(checkpoint.model)
         optimizer.load_state_dict(checkpoint.optimizer)
-        scheduler.load_state_dict(checkpoint.scheduler)
-        sync_learning_rate(optimizer, scheduler)  # the schedule of this config's total, from the saved update
+        restore_schedule(optimizer, scheduler, checkpoint.scheduler, config)  # this config's schedule, from the saved update
         counters.update(checkpoint.counters)
         _restore_rng(checkpoint.rng)
 
