@@ -33,8 +33,8 @@ def parse_setting(text: str) -> tuple[str, object]:
         raise ValueError(f"--set {key}: {value!r} is not a JSON value (strings need quotes: '\"constant\"')") from error
 
 
-def fork(source: Path, checkpoint: Path, out: Path, settings: dict[str, object]) -> dict:
-    """Make the fork directory; returns its config as a dict."""
+def fork(source: Path, checkpoint: Path, out: Path, settings: dict[str, object]) -> TrainConfig:
+    """Make the fork directory; returns its config."""
     if out.exists():
         raise ValueError(f"{out} exists; a fork starts in a new directory")
     config = json.loads((source / "config.json").read_text())
@@ -42,17 +42,17 @@ def fork(source: Path, checkpoint: Path, out: Path, settings: dict[str, object])
     if unknown:
         raise ValueError(f"unknown settings {unknown}; config.json has {sorted(config)}")
     config.update(settings)
-    TrainConfig.from_dict(config)  # validates the changed values
+    forked = TrainConfig.from_dict(config)  # validates the changed values
     frames = load_checkpoint(checkpoint).counters["frames"]
     log = [line for line in (source / "metrics.jsonl").read_text().splitlines()
            if line.strip() and json.loads(line)["frames"] <= frames]
     out.mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    forked.save(out / "config.json")
     (out / "metrics.jsonl").write_text("\n".join(log) + "\n")
     checkpoint_dir(out).mkdir()
     shutil.copy2(checkpoint, checkpoint_dir(out) / checkpoint.name)
     print(f"forked {source} at {frames:,} frames ({len(log)} log lines) into {out}; changed {settings}")
-    return config
+    return forked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ tables give the return (with a 95% CI) and the update scalars per million frames
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -41,6 +42,12 @@ def read_updates(run_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def read_grad_norm_clip(run_dir: Path) -> float | None:
+    """The run's gradient-norm clip from its config.json (None without one)."""
+    path = run_dir / "config.json"
+    return json.loads(path.read_text()).get("grad_norm_clip") if path.exists() else None
+
+
 def smooth(frames: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     edges = np.linspace(0, max(frames.max(), 1), bins + 1)
     return (edges[:-1] + edges[1:]) / 2, binned_mean(frames, values, edges)
@@ -62,18 +69,25 @@ def print_return_table(runs: list[Path], every: float) -> None:
 
 
 def print_update_table(runs: list[Path], every: float) -> None:
-    """Mean value loss, mean |advantage|, policy entropy and the heads' mean attention entropy per ``every``
-    frames of logged updates, one row per run and interval (the numbers behind the traces' panels)."""
-    keys = ("loss/baseline", "mean_abs_advantage", "policy_entropy", "attention_entropy")
-    print("| run | frames | value loss | mean abs advantage | policy entropy | attention entropy (heads' mean) |")
-    print("|---|---|---:|---:|---:|---:|")
+    """Mean value loss, mean |advantage|, policy entropy, the heads' mean attention entropy and learning
+    rate per ``every`` frames of logged updates, the median gradient norm before clipping and the share of
+    updates it clipped (above the run's ``grad_norm_clip``), one row per run and interval (the numbers
+    behind the traces' panels)."""
+    keys = ("loss/baseline", "mean_abs_advantage", "policy_entropy", "attention_entropy", "learning_rate")
+    print("| run | frames | value loss | mean abs advantage | policy entropy | attention entropy (heads' mean) "
+          "| learning rate | median grad norm | share clipped |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         updates = read_updates(run)
+        clip = read_grad_norm_clip(run)
         for start in np.arange(0.0, updates["frames"].max(initial=0.0), every):
             chosen = (updates["frames"] >= start) & (updates["frames"] < start + every)
             if not chosen.any():
                 continue
             cells = [f"{np.nanmean(updates[k][chosen]):.3g}" if k in updates else "—" for k in keys]
+            norms = updates["grad_norm"][chosen]
+            cells.append(f"{np.nanmedian(norms):.3g}")
+            cells.append(f"{np.mean(norms > clip):.0%}" if clip else "—")
             print(f"| {run.name} | {start / 1e6:g}–{(start + every) / 1e6:g}M | " + " | ".join(cells) + " |")
 
 

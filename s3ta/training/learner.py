@@ -48,21 +48,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, frames
 
 def restore_schedule(optimizer: torch.optim.Optimizer, scheduler, state: dict, config: TrainConfig) -> None:
     """Continue ``scheduler`` from a checkpoint's ``state`` (its update count) on the schedule ``config``
-    gives. The config is the run's record: a rate, schedule or total changed in it takes effect from the
-    saved update, instead of the base rate stored in the checkpoint's scheduler state."""
+    gives, and set the optimizer's rate to it. The config is the run's record: a rate, schedule or total
+    changed in it (``--resume --total-frames``, a fork) takes effect from the saved update, instead of the
+    base rate and the rate stored in the checkpoint."""
     scheduler.load_state_dict(state)
     scheduler.base_lrs = [config.learning_rate for _ in optimizer.param_groups]
-    for group in optimizer.param_groups:
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
         group["initial_lr"] = config.learning_rate
-    sync_learning_rate(optimizer, scheduler)
-
-
-def sync_learning_rate(optimizer: torch.optim.Optimizer, scheduler) -> None:
-    """Set the optimizer's learning rate to what ``scheduler`` gives at its current step. After a resume
-    with another frame budget the saved rate belongs to the old schedule; this makes the next update
-    follow the new one."""
-    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
-        group["lr"] = base * factor(scheduler.last_epoch)
+        group["lr"] = config.learning_rate * factor(scheduler.last_epoch)
 
 
 def attention_entropy(attention: Tensor) -> Tensor:
