@@ -8,10 +8,12 @@ import json
 import math
 import statistics
 
+import numpy as np
 import pytest
 
 from fixtures.evaluation_runs import write_metrics, write_run
 from s3ta.evaluation import cli
+from s3ta.evaluation.plots import curve_bin_edges
 from s3ta.evaluation.report import build_report, find_runs, read_training_episodes
 
 PONG_HNS = 0.7 / 35.3  # (-20 + 20.7) / (14.6 + 20.7)
@@ -129,6 +131,14 @@ def test_resumed_training_log_is_read_once(tmp_path):
     frames, returns = read_training_episodes(tmp_path)
     assert frames.tolist() == [10, 20, 30, 40]
     assert returns.tolist() == [1.0, -2.0, -3.0, -4.0]
+
+
+@pytest.mark.parametrize("last_frame, width, count", [(39_991_040, 1_000_000, 40), (40_000_000, 1_000_000, 41),
+                                                      (9_000_000, 500_000, 19), (64, 2, 33)])
+def test_learning_curve_bins_have_a_round_width_and_hold_the_last_episode(last_frame, width, count):
+    edges = curve_bin_edges(last_frame, 40)
+    assert edges[0] == 0 and np.allclose(np.diff(edges), width) and len(edges) - 1 == count
+    assert edges[-2] <= last_frame <= edges[-1]
 
 
 def test_report_command(runs, tmp_path, capsys):

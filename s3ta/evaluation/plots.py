@@ -76,9 +76,19 @@ def aggregate_intervals(rows: list[dict[str, Any]], path: Path, title: str) -> P
     return _save(fig, path)
 
 
+def curve_bin_edges(last_frame: float, bins: int) -> np.ndarray:
+    """Edges 0, w, 2w, ... of about ``bins`` frame bins up to and including ``last_frame``, where the
+    width w is the smallest of 1, 2 or 5 times a power of ten that is >= last_frame / bins (a width a
+    legend can print: "mean per 1,000,000 frames", not 999,776)."""
+    x = max(float(last_frame), 1.0) / bins
+    power = 10.0 ** np.floor(np.log10(x))
+    width = next(step * power for step in (1, 2, 5, 10) if step * power >= x * (1 - 1e-12))
+    return np.arange(0, last_frame // width + 2) * width  # the last bin holds the last episode
+
+
 def run_learning_curve(run_dir: str | Path, path: str | Path, title: str = "", bins: int = 40) -> Path:
     """One run's learning curve: its training episodes' raw returns (dots) and their mean per frame bin
-    (line), with the env's random (and, for built-in tasks, optimal) return. Raises ValueError when no
+    (line; about ``bins`` bins of a round width), with the env's random (and, for built-in tasks, optimal) return. Raises ValueError when no
     episode has ended yet."""
     import json
 
@@ -91,7 +101,7 @@ def run_learning_curve(run_dir: str | Path, path: str | Path, title: str = "", b
     if frames.size == 0:
         raise ValueError(f"no training episode has ended in {run_dir} yet")
     env = json.loads((run_dir / "config.json").read_text()).get("env", "")
-    edges = np.linspace(0, max(frames.max(), 1), bins + 1)
+    edges = curve_bin_edges(frames.max(), bins)
     centres = (edges[:-1] + edges[1:]) / 2
     means = binned_mean(frames, returns, edges)
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
