@@ -1,0 +1,151 @@
+"""Point by point: replays a Pong checkpoint's `s3ta eval` episodes (same env slots, seed and sampled
+actions, so the same games) and records, per episode, when each point was won or lost, the policy's
+entropy and value, and where the agent's paddle was (read from the frame's pixels).
+
+Asks of a lost game: was it lost from the serve or after a turn, and did the agent play differently
+in it (paddle stuck at a wall, a flatter policy)? Writes ``--out/points.json`` and a plot of the
+score difference through each episode.
+
+    python benchmarks/pong_points.py training-wip/pong-s2/ckpt-000020000000.pt --episodes 30 \\
+        --out runs/pong7-points --plot docs/img/pong7-points.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from s3ta import envs
+from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, episode_quotas
+from s3ta.rollout import run_episodes
+from s3ta.training.checkpoint import load_agent
+
+PADDLE_RGB = (92, 186, 92)  # the agent's (right, green) paddle
+PADDLE_COLUMNS = slice(140, 144)
+COURT_ROWS = (34, 194)  # between the top and bottom walls
+
+
+def paddle_y(obs: np.ndarray) -> np.ndarray:
+    """Centre row of the agent's paddle in each frame, NaN where it is not drawn. obs: [B, 3, 210, 160]."""
+    strip = obs[:, :, COURT_ROWS[0]:COURT_ROWS[1], PADDLE_COLUMNS]  # [B, 3, R, 4]
+    match = np.all(strip == np.array(PADDLE_RGB, np.uint8)[None, :, None, None], axis=1).any(-1)  # [B, R]
+    rows = np.arange(COURT_ROWS[0], COURT_ROWS[1], dtype=np.float64)
+    count = match.sum(-1)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, (match * rows).sum(-1) / np.maximum(count, 1), np.nan)
+
+
+def replay(checkpoint: str, episodes: int) -> list[dict]:
+    """The evaluation episodes of ``s3ta eval CHECKPOINT --episodes N`` with their per-step traces."""
+    agent, ckpt = load_agent(checkpoint)
+    config = ckpt.config
+    if config["env"] != "pong":
+        raise SystemExit(f"{checkpoint} was trained on {config['env']!r}; this script reads Pong's paddle")
+    seed = config.get("seed", 0)
+    num_envs = min(episodes, DEFAULT_MAX_ENVS)
+    env = envs.make("pong", num_envs, seed=seed, protocol=config.get("protocol", "paper"))
+    quotas = episode_quotas(episodes, num_envs)
+    first_index = np.concatenate([[0], np.cumsum(quotas)[:-1]])
+    traces = [dict(points=[], entropy=[], value=[], paddle=[]) for _ in range(num_envs)]
+    found: list[list[dict]] = [[] for _ in range(num_envs)]
+    try:
+        for step in run_episodes(agent, env, sys.maxsize, seed=seed):
+            logits = step.output.policy_logits.float()
+            logp = torch.log_softmax(logits, -1)
+            entropy = -(logp.exp() * logp).sum(-1).cpu().numpy()
+            value = step.output.baseline.float().cpu().numpy()
+            ys = paddle_y(step.timestep.obs)
+            result = step.result
+            for slot in range(num_envs):
+                trace = traces[slot]
+                t = len(trace["entropy"])
+                trace["entropy"].append(float(entropy[slot]))
+                trace["value"].append(float(value[slot]))
+                trace["paddle"].append(float(ys[slot]))
+                if result.reward[slot] != 0:
+                    trace["points"].append((t, int(np.sign(result.reward[slot]))))
+                if result.done[slot]:
+                    if len(found[slot]) < quotas[slot]:
+                        found[slot].append(dict(slot=slot, index=int(first_index[slot]) + len(found[slot]),
+                                                episode_return=float(result.episode_return[slot]),
+                                                length=int(result.episode_length[slot]), **trace))
+                        print(f"episode {found[slot][-1]['index']}: return {found[slot][-1]['episode_return']:+.0f}",
+                              file=sys.stderr, flush=True)
+                    traces[slot] = dict(points=[], entropy=[], value=[], paddle=[])
+            if all(len(f) == q for f, q in zip(found, quotas)):
+                break
+    finally:
+        env.close()
+    return [e for slot in found for e in slot]
+
+
+def summarize(episode: dict) -> dict:
+    """One line of the table: the points, where the score difference turned, the policy and the paddle."""
+    signs = np.array([s for _, s in episode["points"]])
+    diff = np.cumsum(signs) if signs.size else np.zeros(0)
+    paddle = np.array(episode["paddle"])
+    seen = paddle[~np.isnan(paddle)]
+    at_wall = float(np.mean((seen < COURT_ROWS[0] + 12) | (seen > COURT_ROWS[1] - 12))) if seen.size else np.nan
+    won_first = int(np.argmax(signs > 0)) if np.any(signs > 0) else None
+    return dict(index=episode["index"], slot=episode["slot"], episode_return=episode["episode_return"],
+                length=episode["length"], points_won=int(np.sum(signs > 0)), points_lost=int(np.sum(signs < 0)),
+                first_points=("".join("+" if s > 0 else "-" for s in signs[:6])),
+                lowest_difference=int(diff.min()) if diff.size else 0,
+                first_point_won_at=won_first,
+                entropy=float(np.mean(episode["entropy"])), value=float(np.mean(episode["value"])),
+                paddle_at_wall=at_wall, paddle_std=float(seen.std()) if seen.size else np.nan)
+
+
+def plot(episodes: list[dict], path: Path) -> None:
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for e in episodes:
+        steps = [0] + [t for t, _ in e["points"]]
+        diff = np.concatenate([[0], np.cumsum([s for _, s in e["points"]])])
+        lost = e["episode_return"] < 0
+        ax.step(steps, diff, where="post", color="tab:red" if lost else "tab:blue", alpha=0.9 if lost else 0.35,
+                linewidth=1.6 if lost else 0.8, label=f"episode {e['index']} ({e['episode_return']:+.0f})" if lost else None)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("agent step")
+    ax.set_ylabel("points won − points lost")
+    ax.set_title("Pong evaluation episodes, point by point (blue: won games)", fontsize="medium")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig).print_png(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args(argv)
+    episodes = replay(args.checkpoint, args.episodes)
+    rows = [summarize(e) for e in episodes]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "points.json").write_text(json.dumps(dict(checkpoint=args.checkpoint, episodes=rows,
+                                                          points={e["index"]: e["points"] for e in episodes})))
+    print("| episode | return | steps | points won / lost | first six points | lowest difference | "
+          "policy entropy | value | paddle near a wall | paddle y std |")
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['index']} | {r['episode_return']:+.0f} | {r['length']} | {r['points_won']} / {r['points_lost']} | "
+              f"`{r['first_points']}` | {r['lowest_difference']} | {r['entropy']:.2f} | {r['value']:+.2f} | "
+              f"{r['paddle_at_wall']:.0%} | {r['paddle_std']:.1f} |")
+    if args.plot:
+        plot(episodes, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
