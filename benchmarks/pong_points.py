@@ -23,8 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from s3ta import envs
-from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, episode_quotas
-from s3ta.rollout import run_episodes
+from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, Episode, play
 from s3ta.training.checkpoint import load_agent
 
 PADDLE_RGB = (92, 186, 92)  # the agent's (right, green) paddle
@@ -42,8 +41,13 @@ def paddle_y(obs: np.ndarray) -> np.ndarray:
         return np.where(count > 0, (match * rows).sum(-1) / np.maximum(count, 1), np.nan)
 
 
+def _new_trace() -> dict:
+    return dict(points=[], entropy=[], value=[], paddle=[])  # (step, +1/-1) per point; per-step values
+
+
 def replay(checkpoint: str, episodes: int) -> list[dict]:
-    """The evaluation episodes of ``s3ta eval CHECKPOINT --episodes N`` with their per-step traces."""
+    """The evaluation episodes of ``s3ta eval CHECKPOINT --episodes N`` (``evaluate.play`` with the same
+    env slots, seed and sampled actions), each with its per-step trace."""
     agent, ckpt = load_agent(checkpoint)
     config = ckpt.config
     if config["env"] != "pong":
@@ -51,39 +55,32 @@ def replay(checkpoint: str, episodes: int) -> list[dict]:
     seed = config.get("seed", 0)
     num_envs = min(episodes, DEFAULT_MAX_ENVS)
     env = envs.make("pong", num_envs, seed=seed, protocol=config.get("protocol", "paper"))
-    quotas = episode_quotas(episodes, num_envs)
-    first_index = np.concatenate([[0], np.cumsum(quotas)[:-1]])
-    traces = [dict(points=[], entropy=[], value=[], paddle=[]) for _ in range(num_envs)]
-    found: list[list[dict]] = [[] for _ in range(num_envs)]
+    traces = [_new_trace() for _ in range(num_envs)]  # the episode each slot is playing
+    ended = [_new_trace() for _ in range(num_envs)]  # the episode each slot ended last
+    played: list[dict] = []
+
+    def on_step(step) -> None:
+        entropy = torch.distributions.Categorical(logits=step.output.policy_logits.float()).entropy().cpu().numpy()
+        value, ys, result = step.output.baseline.float().cpu().numpy(), paddle_y(step.timestep.obs), step.result
+        for slot, trace in enumerate(traces):
+            trace["entropy"].append(float(entropy[slot]))
+            trace["value"].append(float(value[slot]))
+            trace["paddle"].append(float(ys[slot]))
+            if result.reward[slot] != 0:
+                trace["points"].append((len(trace["entropy"]) - 1, int(np.sign(result.reward[slot]))))
+            if result.done[slot]:
+                ended[slot], traces[slot] = trace, _new_trace()
+
+    def on_episode(episode: Episode) -> None:
+        played.append(dict(index=episode.index, slot=episode.env_slot, episode_return=episode.episode_return,
+                           length=episode.length, **ended[episode.env_slot]))
+        print(f"episode {episode.index}: return {episode.episode_return:+.0f}", file=sys.stderr, flush=True)
+
     try:
-        for step in run_episodes(agent, env, sys.maxsize, seed=seed):
-            logits = step.output.policy_logits.float()
-            logp = torch.log_softmax(logits, -1)
-            entropy = -(logp.exp() * logp).sum(-1).cpu().numpy()
-            value = step.output.baseline.float().cpu().numpy()
-            ys = paddle_y(step.timestep.obs)
-            result = step.result
-            for slot in range(num_envs):
-                trace = traces[slot]
-                t = len(trace["entropy"])
-                trace["entropy"].append(float(entropy[slot]))
-                trace["value"].append(float(value[slot]))
-                trace["paddle"].append(float(ys[slot]))
-                if result.reward[slot] != 0:
-                    trace["points"].append((t, int(np.sign(result.reward[slot]))))
-                if result.done[slot]:
-                    if len(found[slot]) < quotas[slot]:
-                        found[slot].append(dict(slot=slot, index=int(first_index[slot]) + len(found[slot]),
-                                                episode_return=float(result.episode_return[slot]),
-                                                length=int(result.episode_length[slot]), **trace))
-                        print(f"episode {found[slot][-1]['index']}: return {found[slot][-1]['episode_return']:+.0f}",
-                              file=sys.stderr, flush=True)
-                    traces[slot] = dict(points=[], entropy=[], value=[], paddle=[])
-            if all(len(f) == q for f, q in zip(found, quotas)):
-                break
+        play(agent, env, episodes, seed=seed, on_episode=on_episode, on_step=on_step)
     finally:
         env.close()
-    return [e for slot in found for e in slot]
+    return sorted(played, key=lambda e: e["index"])
 
 
 def summarize(episode: dict) -> dict:

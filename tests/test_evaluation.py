@@ -103,6 +103,21 @@ def test_play_reports_each_counted_episode():
     assert sorted(seen) == played  # each reported with the index it has in the returned (saved) order
 
 
+def test_play_gives_every_step_before_the_episode_it_ends():
+    # per-step traces, as benchmarks/pong_points.py keeps them: steps counted per slot since its last end
+    env = LengthByIndexEnv(2)
+    running, ended, traced = np.zeros(2, np.int64), np.zeros(2, np.int64), []
+
+    def on_step(step):
+        running[:] += 1
+        ended[step.result.done] = running[step.result.done]
+        running[step.result.done] = 0
+
+    played = play(UniformAgent(), env, 5, on_step=on_step,
+                  on_episode=lambda e: traced.append((e.index, int(ended[e.env_slot]))))
+    assert sorted(traced) == [(e.index, e.length) for e in played]
+
+
 def test_summary_of_an_atari_game_has_the_human_normalised_score():
     episodes = [Episode(i, 0, r, 100) for i, r in enumerate([-21.0, -19.0, -20.0])]
     summary = summarize(episodes, "pong")

@@ -50,12 +50,14 @@ def episode_quotas(num_episodes: int, num_envs: int) -> np.ndarray:
 
 
 def play(agent, env, num_episodes: int, *, greedy: bool = False, seed: int | None = None,
-         on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+         on_episode: Callable[[Episode], None] | None = None,
+         on_step: Callable[[Any], None] | None = None) -> list[Episode]:
     """Play ``agent`` in the batched ``env`` until every slot has finished its quota of episodes.
 
     Returns the episodes ordered by env slot, then by finishing order within the slot.
     ``on_episode(episode)`` is called as each counted episode finishes; its ``index`` is already
-    its place in that order (the ``episode`` column of episodes.csv).
+    its place in that order (the ``episode`` column of episodes.csv). ``on_step(step)`` is called with
+    every batched ``rollout.Step`` before the episodes it ends are counted (for per-step traces).
     """
     from s3ta.rollout import run_episodes  # torch is imported only when episodes are played
 
@@ -63,6 +65,8 @@ def play(agent, env, num_episodes: int, *, greedy: bool = False, seed: int | Non
     first_index = np.concatenate([[0], np.cumsum(quotas)[:-1]])  # index of each slot's first episode
     found: list[list[tuple[float, int]]] = [[] for _ in range(env.num_envs)]
     for step in run_episodes(agent, env, sys.maxsize, greedy=greedy, seed=seed):
+        if on_step is not None:
+            on_step(step)
         result = step.result
         for slot in np.flatnonzero(result.done):
             if len(found[slot]) < quotas[slot]:

@@ -88,8 +88,8 @@ def curve_bin_edges(last_frame: float, bins: int) -> np.ndarray:
 
 def run_learning_curve(run_dir: str | Path, path: str | Path, title: str = "", bins: int = 40) -> Path:
     """One run's learning curve: its training episodes' raw returns (dots) and their mean per frame bin
-    (line; about ``bins`` bins of a round width), with the env's random (and, for built-in tasks, optimal) return. Raises ValueError when no
-    episode has ended yet."""
+    (line; about ``bins`` bins of a round width), with the env's random (and, for built-in tasks,
+    optimal) return. Raises ValueError when no episode has ended yet."""
     import json
 
     from s3ta.evaluation.metrics import binned_mean
