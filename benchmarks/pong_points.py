@@ -6,8 +6,14 @@ Asks of a lost game: was it lost from the serve or after a turn, and did the age
 in it (paddle stuck at a wall, a flatter policy)? Writes ``--out/points.json`` and a plot of the
 score difference through each episode.
 
+``--reset-at-points`` is the intervention on the recurrent state: the agent's state is zeroed after every
+point, as at the start of an episode. If lost games come from a state of the recurrent core that the
+agent does not leave, they should become rarer; if from the court position, they should not.
+
     python benchmarks/pong_points.py training-wip/pong-s2/ckpt-000020000000.pt --episodes 30 \\
         --out runs/pong7-points --plot docs/img/pong7-points.png
+    python benchmarks/pong_points.py training-wip/pong-s2/ckpt-000020000000.pt --episodes 60 \
+        --reset-at-points --out runs/pong7-reset
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from s3ta import envs
+from s3ta.agents import AgentInputs
 from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, Episode, play
+from s3ta.evaluation.metrics import mean_ci
 from s3ta.training.checkpoint import load_agent
 
 PADDLE_RGB = (92, 186, 92)  # the agent's (right, green) paddle
@@ -41,18 +50,38 @@ def paddle_y(obs: np.ndarray) -> np.ndarray:
         return np.where(count > 0, (match * rows).sum(-1) / np.maximum(count, 1), np.nan)
 
 
+class ResetAtPoints(nn.Module):
+    """``agent`` with its recurrent state zeroed after every point: the input ``done`` (episode start) is
+    raised on each step whose previous reward is nonzero, so the agent resets its state and previous
+    action and reward there exactly as at the start of an episode."""
+
+    def __init__(self, agent: nn.Module):
+        super().__init__()
+        self.agent = agent
+
+    def initial_state(self, batch_size: int):
+        return self.agent.initial_state(batch_size)
+
+    def forward(self, inputs: AgentInputs, state):
+        return self.agent(inputs._replace(done=inputs.done | (inputs.prev_reward != 0)), state)
+
+
 def _new_trace() -> dict:
     return dict(points=[], entropy=[], value=[], paddle=[])  # (step, +1/-1) per point; per-step values
 
 
-def replay(checkpoint: str, episodes: int) -> list[dict]:
+def replay(checkpoint: str, episodes: int, *, reset_at_points: bool = False,
+           seed: int | None = None) -> list[dict]:
     """The evaluation episodes of ``s3ta eval CHECKPOINT --episodes N`` (``evaluate.play`` with the same
-    env slots, seed and sampled actions), each with its per-step trace."""
+    env slots, seed and sampled actions), each with its per-step trace. ``reset_at_points`` zeroes the
+    agent's recurrent state after every point; ``seed`` replaces the checkpoint's (another sample of games)."""
     agent, ckpt = load_agent(checkpoint)
     config = ckpt.config
     if config["env"] != "pong":
         raise SystemExit(f"{checkpoint} was trained on {config['env']!r}; this script reads Pong's paddle")
-    seed = config.get("seed", 0)
+    if reset_at_points:
+        agent = ResetAtPoints(agent)
+    seed = config.get("seed", 0) if seed is None else seed
     num_envs = min(episodes, DEFAULT_MAX_ENVS)
     env = envs.make("pong", num_envs, seed=seed, protocol=config.get("protocol", "paper"))
     traces = [_new_trace() for _ in range(num_envs)]  # the episode each slot is playing
@@ -125,11 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--reset-at-points", action="store_true",
+                        help="zero the agent's recurrent state after every point (as at an episode start)")
+    parser.add_argument("--seed", type=int, help="env and action seed (default: the checkpoint's, as s3ta eval)")
     args = parser.parse_args(argv)
-    episodes = replay(args.checkpoint, args.episodes)
+    episodes = replay(args.checkpoint, args.episodes, reset_at_points=args.reset_at_points, seed=args.seed)
     rows = [summarize(e) for e in episodes]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "points.json").write_text(json.dumps(dict(checkpoint=args.checkpoint, episodes=rows,
+                                                          reset_at_points=args.reset_at_points, seed=args.seed,
                                                           points={e["index"]: e["points"] for e in episodes})))
     print("| episode | return | steps | points won / lost | first six points | lowest difference | "
           "policy entropy | value | paddle near a wall | paddle y std |")
@@ -138,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['index']} | {r['episode_return']:+.0f} | {r['length']} | {r['points_won']} / {r['points_lost']} | "
               f"`{r['first_points']}` | {r['lowest_difference']} | {r['entropy']:.2f} | {r['value']:+.2f} | "
               f"{r['paddle_at_wall']:.0%} | {r['paddle_std']:.1f} |")
+    returns = np.array([r["episode_return"] for r in rows])
+    score = mean_ci(returns)
+    print(f"\nmean return {score.value:+.2f}, 95% CI [{score.low:+.2f}, {score.high:+.2f}] over {len(rows)} episodes; "
+          f"games lost: {int(np.sum(returns < 0))}" + (" (state reset after every point)" if args.reset_at_points else ""))
     if args.plot:
         plot(episodes, args.plot)
         print(f"wrote {args.plot}")

@@ -1,9 +1,12 @@
 """`s3ta eval`: episode selection without a bias towards short episodes, the saved CSV and JSON,
-the printed scores (raw and human-normalised), and the command line."""
+the printed scores (raw and human-normalised), and the command line; and the replay of
+benchmarks/pong_points.py, which plays through the same loop."""
 
 import argparse
 import csv
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,8 @@ import torch
 from torch import nn
 
 from fixtures.evaluation_runs import make_config, write_checkpoint
-from s3ta.agents import AgentOutput
+from s3ta import agents
+from s3ta.agents import AgentInputs, AgentOutput
 from s3ta.envs.base import TimeStep
 from s3ta.evaluation import cli
 from s3ta.evaluation.evaluate import (
@@ -116,6 +120,31 @@ def test_play_gives_every_step_before_the_episode_it_ends():
     played = play(UniformAgent(), env, 5, on_step=on_step,
                   on_episode=lambda e: traced.append((e.index, int(ended[e.env_slot]))))
     assert sorted(traced) == [(e.index, e.length) for e in played]
+
+
+def test_reset_at_points_restarts_the_agent_after_a_reward_as_at_an_episode_start():
+    # benchmarks/pong_points.py --reset-at-points: the test of whether lost Pong games are a recurrent state
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pong_points.py"
+    spec = importlib.util.spec_from_file_location("pong_points", path)
+    pong_points = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pong_points)
+    torch.manual_seed(0)
+    agent = agents.build("s3ta-small", (3, 64, 64), 3).eval()
+    T, B = 5, 2
+    inputs = AgentInputs(obs=torch.randint(0, 256, (T, B, 3, 64, 64), dtype=torch.uint8),
+                         prev_action=torch.randint(0, 3, (T, B)), prev_reward=torch.zeros(T, B),
+                         done=torch.zeros(T, B, dtype=torch.bool))
+    inputs.prev_reward[2, 0] = -1.0  # env 0 loses a point before step 2
+    with torch.no_grad():
+        wrapped, _ = pong_points.ResetAtPoints(agent)(inputs, agent.initial_state(B))
+        plain, _ = agent(inputs, agent.initial_state(B))
+        later = AgentInputs(*(x[2:, :1] for x in inputs))  # env 0 from step 2, started as a new episode
+        fresh, _ = agent(later._replace(done=torch.ones_like(later.done) & (torch.arange(T - 2) == 0)[:, None]),
+                         agent.initial_state(1))
+    torch.testing.assert_close(wrapped.policy_logits[2:, 0], fresh.policy_logits[:, 0])
+    torch.testing.assert_close(wrapped.policy_logits[:2], plain.policy_logits[:2])  # before the point
+    torch.testing.assert_close(wrapped.policy_logits[:, 1], plain.policy_logits[:, 1])  # the other env
+    assert not torch.allclose(wrapped.policy_logits[2:, 0], plain.policy_logits[2:, 0], atol=1e-4)
 
 
 def test_summary_of_an_atari_game_has_the_human_normalised_score():
