@@ -138,9 +138,9 @@ def test_reset_at_points_restarts_the_agent_after_a_reward_as_at_an_episode_star
     with torch.no_grad():
         wrapped, _ = pong_points.ResetAtPoints(agent)(inputs, agent.initial_state(B))
         plain, _ = agent(inputs, agent.initial_state(B))
-        later = AgentInputs(*(x[2:, :1] for x in inputs))  # env 0 from step 2, started as a new episode
-        fresh, _ = agent(later._replace(done=torch.ones_like(later.done) & (torch.arange(T - 2) == 0)[:, None]),
-                         agent.initial_state(1))
+        later = AgentInputs(*(x[2:, :1].clone() for x in inputs))  # env 0 from step 2, as a new episode
+        later.done[0] = True
+        fresh, _ = agent(later, agent.initial_state(1))
     torch.testing.assert_close(wrapped.policy_logits[2:, 0], fresh.policy_logits[:, 0])
     torch.testing.assert_close(wrapped.policy_logits[:2], plain.policy_logits[:2])  # before the point
     torch.testing.assert_close(wrapped.policy_logits[:, 1], plain.policy_logits[:, 1])  # the other env
