@@ -53,13 +53,14 @@ def smooth(frames: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.ndarra
     return (edges[:-1] + edges[1:]) / 2, binned_mean(frames, values, edges)
 
 
-def print_return_table(runs: list[Path], every: float) -> None:
-    """Mean training-episode return per ``every`` frames, with a normal 95% CI, one column per run."""
+def print_return_table(runs: list[Path], every: float, start_at: float = 0.0) -> None:
+    """Mean training-episode return per ``every`` frames from ``start_at``, with a normal 95% CI, one
+    column per run."""
     episodes = [read_training_episodes(run) for run in runs]
     last = max((frames.max() for frames, _ in episodes if frames.size), default=0.0)
     print("| frames | " + " | ".join(f"{run.name}: mean return ± 95% CI (episodes)" for run in runs) + " |")
     print("|---|" + "---:|" * len(runs))
-    for start in np.arange(0.0, last, every):
+    for start in np.arange(start_at, last, every):
         cells = []
         for frames, returns in episodes:
             chosen = returns[(frames >= start) & (frames < start + every)]
@@ -68,7 +69,7 @@ def print_return_table(runs: list[Path], every: float) -> None:
         print(f"| {start / 1e6:g}–{(start + every) / 1e6:g}M | " + " | ".join(cells) + " |")
 
 
-def print_update_table(runs: list[Path], every: float) -> None:
+def print_update_table(runs: list[Path], every: float, start_at: float = 0.0) -> None:
     """Mean value loss, mean |advantage|, policy entropy, the heads' mean attention entropy and learning
     rate per ``every`` frames of logged updates, the median gradient norm before clipping and the share of
     updates it clipped (above the run's ``grad_norm_clip``), one row per run and interval (the numbers
@@ -80,7 +81,7 @@ def print_update_table(runs: list[Path], every: float) -> None:
     for run in runs:
         updates = read_updates(run)
         clip = read_grad_norm_clip(run)
-        for start in np.arange(0.0, updates["frames"].max(initial=0.0), every):
+        for start in np.arange(start_at, updates["frames"].max(initial=0.0), every):
             chosen = (updates["frames"] >= start) & (updates["frames"] < start + every)
             if not chosen.any():
                 continue
@@ -98,10 +99,13 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=50, help="frame bins per curve (default 50)")
     parser.add_argument("--table-every", type=float, default=1e6,
                         help="frames per row of the printed return table (default 1M)")
+    parser.add_argument("--table-from", type=float, default=0.0,
+                        help="first frame of the printed tables (default 0): a fork's rows from its fork point, "
+                             "where its config's clip applies")
     args = parser.parse_args()
-    print_return_table(args.runs, args.table_every)
+    print_return_table(args.runs, args.table_every, args.table_from)
     print()
-    print_update_table(args.runs, args.table_every)
+    print_update_table(args.runs, args.table_every, args.table_from)
 
     fig = Figure(figsize=(12, 7), layout="constrained")
     axes = fig.subplots(2, 3).ravel()

@@ -2,6 +2,7 @@
 total), --time-limit, resuming past a corrupt newest checkpoint, failed starts that leave nothing behind,
 progress before the first update, the learning curve of a single run, presets, and the zoo."""
 
+import importlib.util
 import io
 import json
 import subprocess
@@ -70,6 +71,38 @@ def test_a_fork_resumes_on_the_schedule_of_its_edited_config(tmp_path):
     train(TrainConfig(), fork, resume=True, total_frames=120, stream=io.StringIO())
     rates = [r["learning_rate"] for r in updates_logged(fork) if r["frames"] > 60]
     assert rates == pytest.approx([0.3, 0.3, 0.3])
+
+
+def test_optimizer_state_pairs_each_rmsprop_statistic_with_its_parameter(tmp_path):
+    """benchmarks/optimizer_state.py (docs/benchmarks.md, Breakout (1c)): the step elasticity eps/(sqrt(v)+eps)
+    per named parameter. One tensor's v is set to (99 eps)^2 and every other to 0: only that name may read
+    0.01, every other 1.0; a state paired with the wrong parameter shows up as another name reading 0.01."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "optimizer_state.py"
+    spec = importlib.util.spec_from_file_location("optimizer_state", path)
+    optimizer_state = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(optimizer_state)
+    train(tiny(total_frames=40), tmp_path / "run", stream=io.StringIO())
+    checkpoint = list_checkpoints(tmp_path / "run")[-1]
+    names = [name for name, _ in load_agent(checkpoint)[0].named_parameters()]
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    eps = payload["optimizer"]["param_groups"][0]["eps"]
+    target = names.index("policy.bias")
+    ids = payload["optimizer"]["param_groups"][0]["params"]
+    for i in ids:
+        payload["optimizer"]["state"][i]["square_avg"].fill_((99 * eps) ** 2 if i == ids[target] else 0.0)
+    edited = tmp_path / "ckpt-000000000040.pt"
+    torch.save(payload, edited)
+
+    rows, found_eps = optimizer_state.step_elasticity(edited)
+    assert found_eps == eps and [r["name"] for r in rows] == names
+    elasticity = {r["name"]: r["elasticity"] for r in rows}
+    assert elasticity.pop("policy.bias") == pytest.approx(0.01)
+    assert set(elasticity.values()) == {1.0}
+    modules = {m["name"]: m for m in optimizer_state.by_module(rows)}
+    counts = {r["name"]: r["count"] for r in rows}
+    weight, bias = counts["policy.weight"], counts["policy.bias"]
+    assert modules["policy"]["elasticity"] == pytest.approx((weight + 0.01 * bias) / (weight + bias))
+    assert sum(m["count"] for m in modules.values()) == sum(r["count"] for r in rows)
 
 
 def test_resume_cli_extends_and_names_the_flags_it_ignores(tmp_path):
