@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,26 +38,26 @@ def step_elasticity(path: Path) -> tuple[list[dict], float]:
         raise CheckpointError(f"{path}: {len(ids)} optimizer parameters in {len(groups)} groups "
                               f"for {len(names)} agent parameters")
     eps = groups[0].get("eps")
-    if eps is None or any("square_avg" not in state.get(i, state.get(str(i), {})) for i in ids):
+    if eps is None or any("square_avg" not in state.get(i, {}) for i in ids):
         raise CheckpointError(f"{path}: not an RMSProp state with eps and square_avg for every parameter")
     rows = []
     for name, i in zip(names, ids):
-        rms = state.get(i, state.get(str(i)))["square_avg"].double().sqrt().flatten()
+        rms = state[i]["square_avg"].double().sqrt().flatten()
         rows.append(dict(name=name, count=rms.numel(), median_rms=rms.median().item(),
                          below_eps=(rms < eps).double().mean().item(),
                          elasticity=(eps / (rms + eps)).mean().item()))
     return rows, eps
 
 
-def by_module(rows: list[dict]) -> list[dict]:
-    """The rows summed per top-level module (the name's first component), count-weighted."""
+def by_module(rows: list[dict], module: Callable[[str], str] = lambda name: name.split(".")[0]) -> list[dict]:
+    """The rows summed per ``module(name)`` (default the name's first component), count-weighted."""
     modules: dict[str, list[dict]] = {}
     for row in rows:
-        modules.setdefault(row["name"].split(".")[0], []).append(row)
+        modules.setdefault(module(row["name"]), []).append(row)
     out = []
-    for module, members in modules.items():
+    for name, members in modules.items():
         counts = np.array([m["count"] for m in members], float)
-        out.append(dict(name=module, count=int(counts.sum()),
+        out.append(dict(name=name, count=int(counts.sum()),
                         below_eps=float(np.average([m["below_eps"] for m in members], weights=counts)),
                         elasticity=float(np.average([m["elasticity"] for m in members], weights=counts))))
     return out
@@ -73,14 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         except (CheckpointError, OSError) as error:
             print(f"optimizer_state: error: {error}", file=sys.stderr)
             return 2
-        modules = by_module(rows)
-        total = sum(r["count"] for r in rows)
-        print(f"\n{path} (eps {eps:g}, {total:,} parameters)\n")
+        everything = by_module(rows, lambda name: "all")
+        print(f"\n{path} (eps {eps:g}, {everything[0]['count']:,} parameters)\n")
         print("| module | parameters | share with sqrt(v) < eps | mean step elasticity to the gradient scale |")
         print("|---|---:|---:|---:|")
-        for row in modules + [dict(name="all", count=total, **{
-                k: float(np.average([r[k] for r in rows], weights=[r["count"] for r in rows]))
-                for k in ("below_eps", "elasticity")})]:
+        for row in by_module(rows) + everything:
             print(f"| {row['name']} | {row['count']:,} | {row['below_eps']:.0%} | {row['elasticity']:.2f} |")
         if args.tensors:
             print("\n| tensor | parameters | median sqrt(v) | share below eps | elasticity |")

@@ -12,7 +12,7 @@ agent does not leave, they should become rarer; if from the court position, they
 
     python benchmarks/pong_points.py training-wip/pong-s2/ckpt-000020000000.pt --episodes 30 \\
         --out runs/pong7-points --plot docs/img/pong7-points.png
-    python benchmarks/pong_points.py training-wip/pong-s2/ckpt-000020000000.pt --episodes 60 \
+    python benchmarks/pong_points.py training-wip/pong-s2/ckpt-000020000000.pt --episodes 60 \\
         --reset-at-points --out runs/pong7-reset
 """
 
