@@ -1,11 +1,13 @@
 """The agent registry: ``build(name, observation_shape, num_actions, **overrides)`` for the S3TA agent,
-its CPU-sized variant, the paper's ResNet baselines and its top-down ablations.
+the paper's ResNet baselines and its top-down ablations, and CPU-sized versions of S3TA, its ablations
+and an LSTM baseline with the same torso (the ``-small`` agents).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
@@ -29,6 +31,11 @@ SMALL = AttentionAgentConfig(
 PRESETS: dict[str, tuple[type[nn.Module], Any]] = {
     "s3ta": (AttentionAgent, AttentionAgentConfig()),
     "s3ta-small": (AttentionAgent, SMALL),
+    # the comparison at s3ta-small's size: its ablations, and its vision core and LSTM core without
+    # attention (the vision output projected to the answers' width), so that only the attention differs
+    "lstm-small": (AttentionAgent, replace(SMALL, queries="projection")),
+    "fixed-query-small": (AttentionAgent, replace(SMALL, queries="fixed")),
+    "l2-keys-small": (AttentionAgent, replace(SMALL, queries="l2-keys")),
     "fixed-query": (AttentionAgent, AttentionAgentConfig(queries="fixed")),
     "l2-keys": (AttentionAgent, AttentionAgentConfig(queries="l2-keys")),
     "feedforward": (ResNetAgent, ResNetAgentConfig()),
@@ -93,7 +100,8 @@ def from_description(description: dict[str, Any]) -> nn.Module:
 
 
 def is_attention_agent(agent: nn.Module) -> bool:
-    return isinstance(agent, AttentionAgent)
+    """Whether ``agent`` returns attention maps (an AttentionAgent other than the projection baseline)."""
+    return isinstance(agent, AttentionAgent) and agent.has_attention
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The S3TA attention agent (paper section 2, spec sections 1-2) and its top-down ablations.
+"""The S3TA attention agent (paper section 2, spec sections 1-2), its top-down ablations, and the
+same agent without attention (its vision output projected to the answers' width: an equal-torso baseline).
 
 Vision core (conv net + ConvLSTM) -> keys and values + fixed spatial basis -> N queries from the
 policy LSTM's previous hidden state -> spatial softmax per head -> answers and queries into the
@@ -27,8 +28,9 @@ from s3ta.agents.core import (
     previous_action_reward,
     reset_state,
 )
+from s3ta.precision import at_least_fp32, compute_dtype, full_precision
 
-QUERY_MODES = ("top-down", "fixed", "l2-keys")
+QUERY_MODES = ("top-down", "fixed", "l2-keys", "projection")
 PADDING_MODES = ("zeros", "replicate")
 
 # An intervention on attention: (weights [B, N, h, w], t) -> replacement weights [B, N, h, w].
@@ -66,7 +68,9 @@ class AttentionAgentConfig:
     lstm_size: int = 256
     """Units of the policy LSTM core."""
     queries: str = "top-down"
-    """"top-down" (the paper's agent), "fixed" (a learned query tensor) or "l2-keys" (no queries)."""
+    """"top-down" (the paper's agent), "fixed" (a learned query tensor), "l2-keys" (no queries), or
+    "projection" (no attention: a learned linear map of the whole vision output O, c x h x w, to the
+    answers' width N (C_v + C_S); the LSTM baseline with this agent's torso and core)."""
     query_init_gain: float = 1.0
     """Scale of the initial query output layer (or fixed queries). Keys from a ConvLSTM on sparse
     frames are small, so gain 1 gives near-uniform attention that learns slowly; see docs/design.md."""
@@ -155,7 +159,7 @@ class ConvLSTM(nn.Module):
     def step(self, input_gates: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """input_gates = input_conv(x): [B, 4c, h, w]; state (h, c): [B, c, h, w] each."""
         hidden, cell = state
-        gates = input_gates + self.hidden_conv(hidden)
+        gates = at_least_fp32(input_gates + self.hidden_conv(hidden))  # the cell's maths in fp32 under bf16 autocast
         i, f, g, o = gates.chunk(4, dim=1)
         cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
         hidden = torch.sigmoid(o) * torch.tanh(cell)
@@ -184,7 +188,9 @@ class AttentionAgent(nn.Module):
         elif config.queries == "fixed":
             self.fixed_queries = nn.Parameter(torch.randn(heads, query_size) * 0.1)  # [N, K + S]
         answer_size = heads * (config.value_channels + config.basis_channels)
-        query_input = 0 if config.queries == "l2-keys" else heads * query_size
+        if config.queries == "projection":
+            self.projection = nn.Linear(config.vision_channels * self.map_height * self.map_width, answer_size)
+        query_input = heads * query_size if config.queries in ("top-down", "fixed") else 0
         core_input = answer_size + query_input + num_actions + 1
         self.core_mlp = mlp([core_input, *config.core_hidden], final_activation=True)
         self.core = LSTMCore(config.core_hidden[-1] if config.core_hidden else core_input, config.lstm_size)
@@ -214,6 +220,10 @@ class AttentionAgent(nn.Module):
             self.fixed_queries[:, :keys].mul_(self.config.query_content_bias_gain)
 
     @property
+    def has_attention(self) -> bool:
+        return self.config.queries != "projection"
+
+    @property
     def attention_shape(self) -> tuple[int, int, int]:
         return (self.config.num_heads, self.map_height, self.map_width)
 
@@ -236,7 +246,12 @@ class AttentionAgent(nn.Module):
         obs [T, B, C, H, W] uint8 -> input gates [T, B, 4c, h, w]."""
         check_observation(obs, self.observation_shape)
         steps, batch = obs.shape[:2]
-        input_gates = self.convlstm.input_conv(self.vision(pixels(obs, self.policy.weight.dtype)))  # [T*B, 4c, h, w]
+        # The first layer pads the uint8 frames (the same pixels in a quarter of the bytes, and no
+        # gradient), then they are converted once, straight into the dtype the convolutions compute in
+        # (docs/benchmarks.md, "bf16": channels-last costs more here than it gains).
+        first_pad, layers = self.vision[0], self.vision[1:]
+        frames = pixels(first_pad(obs.flatten(0, 1)), compute_dtype(self.policy.weight))  # [T*B, C, H', W']
+        input_gates = self.convlstm.input_conv(layers(frames))  # [T*B, 4c, h, w]
         return input_gates.view(steps, batch, *input_gates.shape[1:])
 
     def forward(self, inputs: AgentInputs, state: State,
@@ -251,7 +266,7 @@ class AttentionAgent(nn.Module):
         """The sequential part of ``forward``, step by step from ``encoded = encode(inputs.obs)``."""
         steps, batch = encoded.shape[:2]
         config = self.config
-        action_reward = previous_action_reward(inputs, self.num_actions, encoded.dtype)  # [T, B, A + 1]
+        action_reward = previous_action_reward(inputs, self.num_actions, self.policy.weight.dtype)  # [T, B, A + 1]
         # unbind once: indexing [t] inside the loop would cost a full-size zero gradient per step
         input_gates, action_reward, done = encoded.unbind(0), action_reward.unbind(0), inputs.done.unbind(0)
 
@@ -262,15 +277,24 @@ class AttentionAgent(nn.Module):
             if starts[t]:
                 vision_h, vision_c, core_h, core_c = reset_state((vision_h, vision_c, core_h, core_c), done[t])
             vision_h, vision_c = self.convlstm.step(input_gates[t], (vision_h, vision_c))  # O: [B, c, h, w]
+            if not self.has_attention:  # the equal-torso baseline: O projected, no attention
+                core_input = [self.projection(vision_h.flatten(1)), action_reward[t]]  # [B, N(V + S)], [B, A + 1]
+                core_out, (core_h, core_c) = self.core.step(self.core_mlp(torch.cat(core_input, dim=1)), (core_h, core_c))
+                outputs.append((core_out, None, None, None, None))
+                continue
             keys, values = vision_h.split([config.key_part_channels, config.value_channels], dim=1)
             queries = self.queries(core_h)
-            if queries is None:
-                keys = keys.view(batch, config.num_heads, config.key_channels, *keys.shape[-2:])
-                attention = l2_key_attention(keys, values, self.basis)
-            else:
-                attention = query_attention(queries, keys, values, self.basis)
-            if attention_override is not None:
-                attention = override_attention(attention, attention_override(attention.weights, t), values, self.basis)
+            with full_precision(vision_h):  # logits and softmax in fp32 under bf16 autocast: logits of ~30
+                keys, values = at_least_fp32(keys), at_least_fp32(values)  # would be off by ~0.1 in bf16, weights by ~10%
+                if queries is None:
+                    keys = keys.view(batch, config.num_heads, config.key_channels, *keys.shape[-2:])
+                    attention = l2_key_attention(keys, values, self.basis)
+                else:
+                    queries = at_least_fp32(queries)
+                    attention = query_attention(queries, keys, values, self.basis)
+                if attention_override is not None:
+                    attention = override_attention(attention, attention_override(attention.weights, t), values,
+                                                   self.basis)
             core_input = [attention.answers.flatten(1), action_reward[t]]  # [B, N(V + S)], [B, A + 1]
             if queries is not None:
                 core_input.insert(1, queries.flatten(1))  # [B, N(K + S)]
@@ -278,13 +302,15 @@ class AttentionAgent(nn.Module):
             outputs.append((core_out, attention.weights, queries, attention.content_logits, attention.spatial_logits))
 
         core_out, weights, queries, content, spatial = zip(*outputs)
-        core_out = torch.stack(core_out)  # [T, B, lstm]
+        core_out = at_least_fp32(torch.stack(core_out))  # [T, B, lstm]
+        with full_precision(core_out):  # the heads in fp32: V-trace's ratios compare these logits with the actor's
+            policy_logits, baseline = self.policy(core_out), self.baseline(core_out).squeeze(-1)  # [T, B, A], [T, B]
         output = AgentOutput(
-            policy_logits=self.policy(core_out),  # [T, B, A]
-            baseline=self.baseline(core_out).squeeze(-1),  # [T, B]
-            attention=torch.stack(weights),  # [T, B, N, h, w]
+            policy_logits=policy_logits,
+            baseline=baseline,
+            attention=None if weights[0] is None else torch.stack(weights),  # [T, B, N, h, w]
             queries=None if queries[0] is None else torch.stack(queries),  # [T, B, N, K + S]
-            content_logits=torch.stack(content),
-            spatial_logits=torch.stack(spatial),
+            content_logits=None if content[0] is None else torch.stack(content),
+            spatial_logits=None if spatial[0] is None else torch.stack(spatial),
         )
         return output, (vision_h, vision_c, core_h, core_c)

@@ -23,6 +23,7 @@ from s3ta.agents.core import (
     previous_action_reward,
     reset_state,
 )
+from s3ta.precision import at_least_fp32, compute_dtype, full_precision
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class ResNetAgent(nn.Module):
         check_observation(obs, self.observation_shape)
         steps, batch = obs.shape[:2]
         # channels-last: oneDNN runs these narrow 3x3 convolutions ~1.5-2x faster (docs/benchmarks.md)
-        frames = pixels(obs, self.policy.weight.dtype).contiguous(memory_format=torch.channels_last)  # [T*B, C, H, W]
+        frames = pixels(obs, compute_dtype(self.policy.weight)).contiguous(memory_format=torch.channels_last)
         return self.encoder(frames).view(steps, batch, -1)
 
     def forward(self, inputs: AgentInputs, state: State) -> tuple[AgentOutput, State]:
@@ -110,5 +111,7 @@ class ResNetAgent(nn.Module):
                 out, state = self.core.step(step_input, state)
                 core_out.append(out)
             features = torch.stack(core_out)  # [T, B, lstm]
-        output = AgentOutput(policy_logits=self.policy(features), baseline=self.baseline(features).squeeze(-1))
+        features = at_least_fp32(features)
+        with full_precision(features):  # the heads in fp32: V-trace's ratios compare these logits with the actor's
+            output = AgentOutput(policy_logits=self.policy(features), baseline=self.baseline(features).squeeze(-1))
         return output, state

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from s3ta.agents import State
 from s3ta.envs.base import TimeStep, VecEnv
+from s3ta.precision import autocast, resolve_precision
 from s3ta.rollout import sample_actions, step_inputs
 
 
@@ -64,10 +65,14 @@ class _Entry(NamedTuple):
 class Actor:
     """Fills unrolls from a batch of environments; the agent's weights are read, never trained."""
 
-    def __init__(self, env: VecEnv, agent: nn.Module, unroll_length: int, seed: int, counter=None):
+    def __init__(self, env: VecEnv, agent: nn.Module, unroll_length: int, seed: int, counter=None,
+                 precision: str = "fp32"):
         """``counter``: an optional shared ``multiprocessing.Value`` to which every step adds its number
-        of environments (progress reports of the learner's process); ``steps`` counts them locally."""
+        of environments (progress reports of the learner's process); ``steps`` counts them locally.
+        ``precision``: the inference's arithmetic (``s3ta.precision``), fp32 where the agent's device has
+        no native bf16."""
         self.env = env
+        self.precision, _ = resolve_precision(precision, next(agent.parameters()).device)
         self.counter = counter
         self.steps = 0
         self.agent = agent
@@ -81,7 +86,8 @@ class Actor:
     @torch.no_grad()
     def _act(self, timestep: TimeStep) -> _Entry:
         state_before = self.state
-        output, self.state = self.agent(step_inputs(timestep, self.prev_action), self.state)
+        with autocast(self.precision, self.prev_action.device):
+            output, self.state = self.agent(step_inputs(timestep, self.prev_action), self.state)
         logits = output.policy_logits[0]  # [E, A]
         action = sample_actions(logits, self.generator)
         entry = _Entry(timestep, self.prev_action, action, logits, state_before)

@@ -90,6 +90,10 @@ class TrainConfig:
     """CPU torch threads of the learner's time loop (forward and backward), the rest of the update keeping
     learner_threads; 0 = one thread when a step of the loop is small (under 0.5 GFLOP at batch_size), else
     learner_threads. Small per-step operators lose more to waking threads than they gain (docs/benchmarks.md)."""
+    precision: str = "fp32"
+    """Arithmetic of the forward passes: "fp32", or "bf16" (autocast: convolutions and matmuls in bf16;
+    weights, optimizer state, attention softmax, policy and value heads, V-trace and loss in fp32). Acting
+    uses it too. Where the learner's device has no native bf16 the run says so and trains in fp32."""
     device: str = "auto"
     """Learner device: "auto" (cuda if available), "cpu" or "cuda"."""
     num_learners: int = 1
@@ -127,7 +131,8 @@ class TrainConfig:
             raise ValueError("; ".join(bad))
         for name, allowed in (("mode", ("parallel", "serial")), ("backend", ("local", "ray")),
                               ("lr_schedule", ("linear", "constant")),
-                              ("protocol", ("paper", "machado")), ("device", ("auto", "cpu", "cuda"))):
+                              ("protocol", ("paper", "machado")), ("device", ("auto", "cpu", "cuda")),
+                              ("precision", ("fp32", "bf16"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.backend == "ray" and self.mode == "serial":

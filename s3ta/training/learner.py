@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from s3ta.agents import AgentInputs, State
 from s3ta.losses import LossOutput, clip_rewards, impala_loss
+from s3ta.precision import autocast
 from s3ta.training.actor import allocate_unroll, unroll_specs
 from s3ta.training.config import TrainConfig
 from s3ta.training.errors import NonFiniteLossError
@@ -75,10 +76,11 @@ def forward_loss(agent: nn.Module, batch: dict[str, Tensor], initial_state: Stat
     entropy [N] (None for agents without attention); no gradient is taken yet. With ``encoded``
     (``agent.encode(batch["obs"])``, computed by the caller) only the agent's time loop runs here."""
     inputs = agent_inputs(batch)
-    if encoded is None:
-        output, _ = agent(inputs, initial_state)  # [T + 1, B, ...]
-    else:
-        output, _ = agent.unroll(encoded, inputs, initial_state)
+    with autocast(config.precision, inputs.obs.device):  # the heads' outputs stay fp32 (s3ta.precision)
+        if encoded is None:
+            output, _ = agent(inputs, initial_state)  # [T + 1, B, ...]
+        else:
+            output, _ = agent.unroll(encoded, inputs, initial_state)
 
     # Step t's outputs pair with the transition t -> t+1: its reward and whether t+1 starts anew.
     loss = impala_loss(
@@ -171,7 +173,8 @@ def learn(agent: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: 
     """
     encoded = cut = None
     if unroll_threads is not None:
-        encoded = agent.encode(batch["obs"])  # [T + 1, B, ...]
+        with autocast(config.precision, batch["obs"].device):
+            encoded = agent.encode(batch["obs"])  # [T + 1, B, ...]
         cut = encoded.detach().requires_grad_()
     with torch_threads(unroll_threads) if unroll_threads is not None else nullcontext():
         loss, head_entropy = forward_loss(agent, batch, initial_state, config, encoded=cut)

@@ -17,6 +17,7 @@ import torch
 
 from s3ta import agents, envs
 from s3ta.outputs import creatable_dir
+from s3ta.precision import resolve_precision
 from s3ta.runtime import tune_allocator
 from s3ta.training.checkpoint import (
     CheckpointError,
@@ -184,6 +185,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     creatable_dir(run_dir)  # before any work, and without creating it: a failed start leaves nothing
     config, checkpoint, notes = prepare_run(config, run_dir, resume, total_frames)
     device = resolve_device(config.device)
+    precision, fallback = resolve_precision(config.precision, device)
+    if fallback:  # the record says what ran
+        notes.append(fallback)
+        config = dataclasses.replace(config, precision=precision)
     observation_shape, num_actions, frames_per_step = probe_env(config)
     torch.manual_seed(config.seed)  # the initial weights
     agent = agents.build(config.agent, observation_shape, num_actions, **config.agent_overrides)
@@ -215,7 +220,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     if checkpoint is not None:
         monitor.message(f"resumed from {checkpoint.path.name} at {counters['frames']:,} frames")
     overshoot = -(config.total_frames - counters["frames"]) % frames_per_update
-    monitor.message(f"{config.agent} on {config.env}: {frames_per_update:,} frames per update (T {config.unroll_length}"
+    monitor.message(f"{config.agent} on {config.env}, {device.type} {config.precision}: {frames_per_update:,} frames per "
+                    f"update (T {config.unroll_length}"
                     f" x B {config.batch_size} x action repeat {frames_per_step})"
                     + (f"; the run ends after the update that passes {config.total_frames:,}, "
                        f"{overshoot:,} frames later" if overshoot else ""))

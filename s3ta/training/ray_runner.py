@@ -64,7 +64,7 @@ class UnrollWorker:
         self.index = index
         self.agent = agents.from_description(description).eval()
         env = envs.make(config.env, config.actor_batch, seed=None, protocol=config.protocol)
-        self.actor = Actor(env, self.agent, config.unroll_length, seed=seed)
+        self.actor = Actor(env, self.agent, config.unroll_length, seed=seed, precision=config.precision)
         specs = unroll_specs(config.unroll_length, config.actor_batch, self.agent.observation_shape,
                              self.agent.num_actions)
         self.buffer = allocate_unroll(specs)

@@ -43,7 +43,8 @@ class SerialRunner:
         self.acting_agent = agent if device.type == "cpu" else copy.deepcopy(agent).cpu()
         env = envs.make(config.env, config.batch_size, seed=None, protocol=config.protocol)
         seed = actor_seeds(config.seed, 1, generation)[0]
-        self.actor = Actor(env, self.acting_agent, config.unroll_length, seed=seed)
+        self.actor = Actor(env, self.acting_agent, config.unroll_length, seed=seed,
+                           precision=config.precision)
         specs = unroll_specs(config.unroll_length, config.batch_size, agent.observation_shape, agent.num_actions)
         self.unroll = allocate_unroll(specs)
         self.initial_state = allocate_state(agent, config.batch_size)
@@ -96,7 +97,8 @@ def _actor_main(index: int, config_dict: dict, description: dict, seed: int, sha
                     agent.load_state_dict(shared_weights)
                     local_version = version.value
             if actor is None:
-                actor = Actor(env, agent, config.unroll_length, seed=seed, counter=acted)
+                actor = Actor(env, agent, config.unroll_length, seed=seed, counter=acted,
+                              precision=config.precision)
             actor.fill(unrolls[slot], states[slot])
             full_queue.put(slot)
     except KeyboardInterrupt:
