@@ -1,10 +1,14 @@
 """Throughput benchmark (not a test): for each agent on Atari and on a built-in task, in one run,
 env-only steps/s, actor inference steps/s, learner steps/s, end-to-end training steps/s and
 frames/s, the model's FLOPs per agent step (acting + learning, torch.utils.flop_counter), and the
-machine's measured fp32 matmul peak, so each line also shows its model-FLOP utilisation (MFU).
+machine's measured matmul peak of each number format, so each line also shows its model-FLOP
+utilisation (MFU); and where the time goes: core-milliseconds per 1,000 agent steps of the learner's
+encoder, its time loop, actor inference and env stepping.
 
     python benchmarks/throughput.py                       # everything at the spec's batch of 32 (~20 min on 2 cores)
     python benchmarks/throughput.py --agents s3ta-small --envs catch --seconds 10
+    python benchmarks/throughput.py --config atari-small --agents s3ta-small lstm-small --envs breakout \
+        --precisions fp32 bf16                            # the recipe's sizes, fp32 and bf16 side by side
     python benchmarks/throughput.py --table benchmarks/results/throughput.json   # the docs table of a saved run
 """
 
@@ -31,8 +35,10 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from s3ta import agents, envs  # noqa: E402
 from s3ta.agents import AgentInputs  # noqa: E402
+from s3ta.precision import autocast, bf16_support  # noqa: E402
 from s3ta.runtime import tune_allocator  # noqa: E402
 from s3ta.training import TrainConfig, train  # noqa: E402
+from s3ta.training.config import config_source  # noqa: E402
 from s3ta.training.learner import choose_unroll_threads, learn, make_optimizer, make_scheduler  # noqa: E402
 
 
@@ -47,12 +53,12 @@ def timed(step, seconds: float, warmup: int = 1) -> float:
     return calls / (time.perf_counter() - start)
 
 
-def matmul_peak(seconds: float, sizes=(1024, 2048, 4096), trials: int = 3) -> float:
-    """Measured fp32 FLOP/s of square matmuls with all torch threads: the best of a few sizes and
+def matmul_peak(seconds: float, sizes=(1024, 2048, 4096), trials: int = 3, dtype=torch.float32) -> float:
+    """Measured FLOP/s of square ``dtype`` matmuls with all torch threads: the best of a few sizes and
     trials, so that a momentary disturbance lowers no MFU denominator."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         for _ in range(trials):
             best = max(best, 2 * n**3 * timed(lambda: torch.mm(a, b), seconds / trials))
     return best
@@ -86,6 +92,28 @@ def flops_per_step(agent, config: TrainConfig, shape, num_actions: int) -> tuple
     return acting, learning
 
 
+def core_ms_per_1000_steps(agent, config: TrainConfig, batch, seconds: float) -> tuple[float, float]:
+    """(encoder, time loop) core-milliseconds per 1,000 agent steps of a learner update: the encoder's
+    forward and backward on all the learner's threads, the rest of the update on the loop's threads."""
+    threads = torch.get_num_threads()
+    unroll_threads = choose_unroll_threads(agent, config, torch.device("cpu")) or threads
+
+    def encoder():
+        agent.zero_grad(set_to_none=True)
+        with autocast(config.precision, "cpu"):
+            encoded = agent.encode(batch["obs"])
+        encoded.float().sum().backward()
+
+    optimizer, scheduler = make_optimizer(agent, config), None
+    scheduler = make_scheduler(optimizer, config, 1)
+    initial = agent.initial_state(config.batch_size)
+    update = 1.0 / timed(lambda: learn(agent, optimizer, scheduler, batch, initial, config,
+                                       choose_unroll_threads(agent, config, torch.device("cpu"))), seconds)
+    encode = 1.0 / timed(encoder, seconds)
+    per_1000 = 1000.0 / (config.unroll_length * config.batch_size)
+    return 1000 * encode * threads * per_1000, 1000 * max(update - encode, 0.0) * unroll_threads * per_1000
+
+
 def end_to_end(config: TrainConfig, updates: int) -> float:
     """Steady-state training agent steps/s (updates after the first two), from metrics.jsonl."""
     with tempfile.TemporaryDirectory() as run_dir:
@@ -108,19 +136,26 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     shape, num_actions, frames_per_step = env.observation_shape, env.num_actions, env.frames_per_step
     actions = np.zeros(env.num_envs, dtype=np.int64)
     env.reset(seed=0)
+    torch.set_num_threads(1)  # the env's own threads aside, as in an actor process
     env_sps = env.num_envs * timed(lambda: env.step(actions), seconds)
     env.close()
 
     torch.manual_seed(0)
-    agent = agents.build(agent_name, shape, num_actions)
+    agent = agents.build(agent_name, shape, num_actions, **config.agent_overrides)
+    torch.set_num_threads(cores)
     acting_flops, learning_flops = flops_per_step(agent, config, shape, num_actions)
 
     torch.set_num_threads(1)  # as in an actor process
     inputs, state = fake_inputs(1, config.actor_batch, shape, num_actions), agent.initial_state(config.actor_batch)
-    with torch.no_grad():
-        actor_sps = config.actor_batch * timed(lambda: agent(inputs, state), seconds)
+
+    def act():
+        with torch.no_grad(), autocast(config.precision, "cpu"):
+            agent(inputs, state)
+
+    actor_sps = config.actor_batch * timed(act, seconds)
 
     torch.set_num_threads(config.learner_threads or cores)  # the learner alone on the machine, threads as in train()
+    encoder_ms, loop_ms = core_ms_per_1000_steps(agent, config, fake_batch(config, shape, num_actions), seconds)
     unroll_threads = choose_unroll_threads(agent, config, torch.device("cpu"))
     optimizer, batch = make_optimizer(agent, config), fake_batch(config, shape, num_actions)
     scheduler = make_scheduler(optimizer, config, 1)
@@ -134,7 +169,8 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     e2e_sps = end_to_end(config, updates)
     total_flops = acting_flops + learning_flops
     return {
-        "agent": agent_name, "env": env_id, "unroll_length": config.unroll_length, "batch_size": config.batch_size,
+        "agent": agent_name, "env": env_id, "precision": config.precision, "preset": config.preset,
+        "unroll_length": config.unroll_length, "batch_size": config.batch_size,
         "num_actors": config.num_actors, "learner_threads": torch.get_num_threads(),
         "unroll_threads": unroll_threads or torch.get_num_threads(), "e2e_updates": updates,
         "env_sps": env_sps, "actor_sps": actor_sps, "learner_sps": learner_sps,
@@ -142,19 +178,29 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
         "gflop_per_step": total_flops / 1e9, "acting_gflop": acting_flops / 1e9, "learning_gflop": learning_flops / 1e9,
         "learner_mfu": learner_sps * learning_flops / peak, "e2e_mfu": e2e_sps * total_flops / peak,
         "e2e_vs_bound": e2e_sps / min(env_sps, learner_sps),
+        # core-ms per 1,000 agent steps (env stepping: ale-py's own threads, counted as one core)
+        "encoder_core_ms": encoder_ms, "loop_core_ms": loop_ms, "actor_core_ms": 1e6 / actor_sps,
+        "env_ms": 1e6 / env_sps,
     }
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The docs/benchmarks.md table of a run's rows."""
-    lines = ["| agent | env | env-only SPS | actor SPS (1 thread) | learner SPS (as in training) | end-to-end SPS "
+    lines = ["| agent | env | precision | env-only SPS | actor SPS (1 thread) | learner SPS (as in training) | end-to-end SPS "
              "| end-to-end FPS | GFLOP / agent step (act + learn) | learner MFU | end-to-end MFU | e2e / min(env, learner) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['agent']} | {r['env']} | {r['env_sps']:,.0f} | {r['actor_sps']:,.0f} | {r['learner_sps']:,.1f} "
+        lines.append(f"| {r['agent']} | {r['env']} | {r.get('precision', 'fp32')} | {r['env_sps']:,.0f} "
+                     f"| {r['actor_sps']:,.0f} | {r['learner_sps']:,.1f} "
                      f"| {r['e2e_sps']:,.1f} | {r['e2e_fps']:,.0f} | {r['gflop_per_step']:.3f} ({r['acting_gflop']:.3f} + "
                      f"{r['learning_gflop']:.3f}) | {100 * r['learner_mfu']:.0f}% | {100 * r['e2e_mfu']:.0f}% "
                      f"| {100 * r['e2e_vs_bound']:.0f}% |")
+    if any("encoder_core_ms" in r for r in rows):
+        lines += ["", "Where the time goes, core-milliseconds per 1,000 agent steps:", "",
+                  "| agent | env | precision | learner encoder (fwd + bwd) | learner time loop and update | actor inference "
+                  "| env stepping |", "|---|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['agent']} | {r['env']} | {r['precision']} | {r['encoder_core_ms']:,.0f} | {r['loop_core_ms']:,.0f} "
+                  f"| {r['actor_core_ms']:,.0f} | {r['env_ms']:,.0f} |" for r in rows if "encoder_core_ms" in r]
     return "\n".join(lines)
 
 
@@ -166,56 +212,73 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=5, help="least learner updates of each end-to-end run")
     parser.add_argument("--e2e-seconds", type=float, default=10.0,
                         help="least measuring time of each end-to-end run (more updates for fast configurations)")
-    parser.add_argument("--unroll-length", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="default: the spec's 32")
+    parser.add_argument("--config", help="a training preset (e.g. atari-small): its agent sizes, T and B")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="number formats, each a row (bf16 needs native support: s3ta.precision)")
+    parser.add_argument("--unroll-length", type=int, help="default: the preset's, or 20")
+    parser.add_argument("--batch-size", type=int, help="default: the preset's, or the spec's 32")
     parser.add_argument("--learner-threads", type=int, default=0,
                         help="torch threads of the learner (0 = the training default, all cores)")
     parser.add_argument("--unroll-threads", type=int, default=0,
                         help="threads of the learner's time loop (0 = the training default: 1 for small steps)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a saved --json file")
-    parser.add_argument("--row", nargs=2, metavar=("AGENT", "ENV"), help=argparse.SUPPRESS)  # one row, as JSON
+    parser.add_argument("--row", nargs=3, metavar=("AGENT", "ENV", "PRECISION"), help=argparse.SUPPRESS)  # one row, as JSON
     parser.add_argument("--peak", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.table:
         saved = json.loads(Path(args.table).read_text())
-        print(f"fp32 matmul peak: {saved['peak_flops'] / 1e9:.1f} GFLOP/s\n\n{markdown_table(saved['rows'])}")
+        peaks = saved.get("peaks", {"fp32": saved["peak_flops"]})
+        print(", ".join(f"{name} matmul peak: {value / 1e9:.1f} GFLOP/s" for name, value in peaks.items())
+              + f"\n\n{markdown_table(saved['rows'])}")
         return
 
     tune_allocator()  # as train() does, so the learner-only rates use the same allocator
     torch.set_num_threads(os.cpu_count() or 1)
     if args.row:
-        name, env_id = args.row
-        config = TrainConfig(env=env_id, agent=name, unroll_length=args.unroll_length, batch_size=args.batch_size,
-                             learner_threads=args.learner_threads, unroll_threads=args.unroll_threads)
+        name, env_id, precision = args.row
+        base = config_source(args.config) if args.config else {}
+        if not name.endswith("-small"):  # the preset's agent sizes are s3ta-small's (its comparison agents share them)
+            base.pop("agent_overrides", None)
+        config = TrainConfig.from_dict({
+            **base, "env": env_id, "agent": name, "precision": precision,
+            "unroll_length": args.unroll_length or base.get("unroll_length", 20),
+            "batch_size": args.batch_size or base.get("batch_size", TrainConfig().batch_size),
+            "learner_threads": args.learner_threads, "unroll_threads": args.unroll_threads})
         print(json.dumps(benchmark(name, env_id, config, args.seconds, args.updates, args.e2e_seconds, args.peak)))
         return
-    peak = matmul_peak(args.seconds)
+    unsupported = [p for p in args.precisions if p == "bf16" and not bf16_support("cpu")[0]]
+    if unsupported:
+        raise SystemExit(f"bf16 rows asked for, but {bf16_support('cpu')[1]}")
+    peaks = {p: matmul_peak(args.seconds, dtype=torch.bfloat16 if p == "bf16" else torch.float32)
+             for p in args.precisions}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    header = (f"{'agent':12s} {'env':9s} {'env SPS':>9s} {'actor SPS':>9s} {'learn SPS':>9s} {'e2e SPS':>8s} "
+          + ", ".join(f"{p} matmul peak {value / 1e9:.1f} GFLOP/s" for p, value in peaks.items()))
+    header = (f"{'agent':18s} {'env':9s} {'prec':4s} {'env SPS':>9s} {'actor SPS':>9s} {'learn SPS':>9s} {'e2e SPS':>8s} "
               f"{'e2e FPS':>8s} {'GFLOP/st':>8s} {'learn MFU':>9s} {'e2e MFU':>7s} {'e2e/bound':>9s}")
     print(header)
     rows = []
-    for env_id in args.envs:
-        for name in args.agents:
-            # each row in a fresh process: one row's heap and threads do not carry into the next one's timings
-            command = [sys.executable, __file__, "--row", name, env_id, "--peak", str(peak)] + [
-                f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
-                ("seconds", "updates", "e2e_seconds", "unroll_length", "batch_size", "learner_threads",
-                 "unroll_threads")]
-            done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"the {name} / {env_id} row failed (exit code {done.returncode}), see above")
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(f"{name:12s} {env_id:9s} {row['env_sps']:9.0f} {row['actor_sps']:9.0f} {row['learner_sps']:9.1f} "
-                  f"{row['e2e_sps']:8.1f} {row['e2e_fps']:8.0f} {row['gflop_per_step']:8.3f} "
-                  f"{100 * row['learner_mfu']:8.0f}% {100 * row['e2e_mfu']:6.0f}% {100 * row['e2e_vs_bound']:8.0f}%",
-                  flush=True)
+    rows_to_run = [(env_id, name, precision) for env_id in args.envs for name in args.agents
+                   for precision in args.precisions]
+    for env_id, name, precision in rows_to_run:
+        # each row in a fresh process: one row's heap and threads do not carry into the next one's timings
+        command = [sys.executable, __file__, "--row", name, env_id, precision, "--peak", str(peaks[precision])] + [
+            f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in
+            ("seconds", "updates", "e2e_seconds", "learner_threads", "unroll_threads")
+        ] + [f"--{flag.replace('_', '-')}={getattr(args, flag)}" for flag in ("config", "unroll_length", "batch_size")
+             if getattr(args, flag)]
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the {name} / {env_id} row failed (exit code {done.returncode}), see above")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{name:18s} {env_id:9s} {precision:4s} {row['env_sps']:9.0f} {row['actor_sps']:9.0f} {row['learner_sps']:9.1f} "
+              f"{row['e2e_sps']:8.1f} {row['e2e_fps']:8.0f} {row['gflop_per_step']:8.3f} "
+              f"{100 * row['learner_mfu']:8.0f}% {100 * row['e2e_mfu']:6.0f}% {100 * row['e2e_vs_bound']:8.0f}%",
+              flush=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"peak_flops": peak, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"peak_flops": peaks.get("fp32"), "peaks": peaks, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The `s3ta` command line: the only place that parses argv. Each subsystem contributes its
 subcommands through a ``register(subparsers)`` function in its own ``cli`` module.
 
-Errors follow one convention for every command: one line on stderr, ``s3ta <command>: error: ...``,
-as argparse prints its own. Bad input (``UsageError``, and the library's ``ValueError``s: a bad
-value, a checkpoint or recording that is not one, an output that would replace a user's file
-without ``--force``) and a named path that does not exist exit with 2; other filesystem faults
+Errors follow one convention for every command: one line on stderr, ``s3ta <command>: error: ...``;
+argparse's own errors (an unknown flag, a bad value) are that line too, ending in "see s3ta <command>
+--help" instead of usage lines (``Parser``). Bad input (``UsageError``, and the library's
+``ValueError``s: a bad value, a checkpoint or recording that is not one, an output that would replace
+a user's file without ``--force``) and a named path that does not exist exit with 2; other filesystem faults
 (``--out`` is a file, a read-only directory, a full disk) exit with 1. Handlers get the convention
 from ``command(name)``; ``main`` applies it too, to any handler that is not decorated.
 """
@@ -14,16 +15,46 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from s3ta import __version__
 from s3ta.runtime import wait_passively
 
 # Modules that add subcommands, in the order `s3ta --help` lists them.
-COMMAND_MODULES = ("s3ta.training.cli", "s3ta.analysis.cli", "s3ta.evaluation.cli", "s3ta.zoo.cli")
+COMMAND_MODULES = ("s3ta.training.cli", "s3ta.analysis.cli", "s3ta.evaluation.cli", "s3ta.zoo.cli",
+                   "s3ta.analysis.claims_cli")
 BAD_INPUT, FAILED = 2, 1  # exit statuses: argparse's for bad input; 1 for a fault met while working
 
 Handler = Callable[[argparse.Namespace], int]
+# The names of s3ta.agents.PRESETS, listed here so that `s3ta list` runs without importing torch
+# (tests/test_imports.py checks that they agree).
+AGENT_NAMES = ("s3ta", "s3ta-small", "lstm-small", "fixed-query-small", "l2-keys-small", "fixed-query", "l2-keys",
+               "feedforward", "lstm")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with a one-line error: ``s3ta CMD: error: MESSAGE; see s3ta CMD --help`` and exit
+    status 2, without the usage lines argparse prints first. Subcommands' parsers get this class too
+    (``add_subparsers`` builds them with the class of the parser it is called on)."""
+
+    _EXTRAS_OF = "_s3ta_parser_with_extras"  # the prog of the innermost (sub)command given flags it lacks
+
+    def error(self, message: str, prog: str | None = None) -> NoReturn:
+        prog = prog or self.prog
+        self.exit(BAD_INPUT, f"{prog}: error: {message}; see {prog} --help\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and not hasattr(namespace, self._EXTRAS_OF):  # subcommands parse first: the innermost is named
+            setattr(namespace, self._EXTRAS_OF, self.prog)
+        return namespace, extras
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        prog = vars(namespace).pop(self._EXTRAS_OF, None)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}", prog)
+        return namespace
 
 
 class UsageError(Exception):
@@ -129,7 +160,7 @@ def percent_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="s3ta",
         description="Attention-augmented agents for interpretable RL (Mott et al. 2019): train, explain, evaluate.",
     )
@@ -144,13 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from s3ta import agents, envs, zoo
+    from s3ta import envs
+    from s3ta.checkpoints import zoo_names
     from s3ta.training.config import preset_names
 
-    print("agents:", ", ".join(agents.names()))
+    print("agents:", ", ".join(AGENT_NAMES))
     print("environments:", ", ".join(envs.list_envs()), "(and any Gymnasium id with image observations)")
     print("training presets (s3ta train --config NAME):", ", ".join(preset_names()))
-    print("zoo agents (zoo:NAME wherever a checkpoint is taken):", ", ".join(zoo.names()) or "none")
+    print("zoo agents (zoo:NAME wherever a checkpoint is taken):", ", ".join(zoo_names()) or "none")
     return 0
 
 

@@ -631,3 +631,76 @@ def test_ram_decoders_match_the_screen_in_random_play():
             entry = result["classes"][name]
             assert entry["objects"] >= 20 and entry["match_rate"] >= 0.95, (game, name, entry)
             assert entry["not_drawn_seen"] <= 0.2 * entry["not_drawn"] + 0.05 * entry["objects"], (game, name, entry)
+
+
+# --- audit.md explains itself (issue 37, item 8) ---------------------------------------------------
+
+def _maps(deletion: dict[str, tuple[float, float]], insertion: dict[str, tuple[float, float]]) -> dict:
+    """A faithfulness summary of one substrate: {map: (mean AUC, s.e.)} for each curve."""
+    def curve(mean_se: tuple[float, float]) -> dict:
+        return {"auc": {"mean": mean_se[0], "se": mean_se[1]}, "kl_auc": {"mean": 0.0}}
+
+    return {name: {"deletion": curve(deletion[name]), "insertion": curve(insertion[name]),
+                   "draws": 5 if name == "random" else 1} for name in deletion}
+
+
+def _report() -> dict:
+    """An audit report with a known answer in every table."""
+    from dataclasses import asdict
+
+    from s3ta.analysis.audit import AuditSizes
+
+    names = ("head 0", "head 1", "saliency", "random")
+    ties = {name: (0.996, 0.001) for name in names}
+    head = {"head": 0, "mass_on_objects": 0.08, "chance": 0.02, "lift": 4.0, "peak_on_object_rate": 0.3,
+            "peak_chance": 0.03, "classes": {"ball": {"lift": 5.0}}}
+    flat = {**head, "head": 1, "mass_on_objects": 0.02, "lift": 1.0, "peak_on_object_rate": 0.01,
+            "classes": {"ball": {"lift": 1.0}}}
+    rows = [("shift head 0", -0.6, [-0.8, -0.4], None), ("uniform head 1", -0.01, [-0.05, 0.03], None),
+            ("erase head 0", -0.3, [-0.4, -0.2], 1.5), ("erase-random head 0", -0.1, [-0.3, 0.1], 1.5)]
+    return {
+        "agent": "s3ta-small", "env": "catch", "checkpoint": "zoo:x", "frames": 100, "seed": 0, "protocol": "paper",
+        "sizes": asdict(AuditSizes()), "command": "s3ta explain audit zoo:x --out a", "timings_s": {"total": 1.0},
+        "grounding": {"classes": ["ball"], "heads": [head, flat], "steps_with_boxes": 10},
+        "faithfulness": {"summary": {
+            "blur": _maps(ties, ties),
+            "mean": _maps({"head 0": (0.50, 0.02), "head 1": (0.91, 0.03), "saliency": (0.93, 0.02),
+                           "random": (0.90, 0.02)},
+                          {"head 0": (0.95, 0.02), "head 1": (0.70, 0.03), "saliency": (0.92, 0.02),
+                           "random": (0.90, 0.02)})},
+            "clean_p": [0.99], "steps": [1, 2]},
+        "sanity": {"maps": ["head 0", "saliency"], "steps": [1], "stages": [
+            {"randomised_down_to": "policy and value heads", "spearman": {"head 0": 1.0, "saliency": 1.0}},
+            {"randomised_down_to": "core LSTM", "spearman": {"head 0": 0.3, "saliency": 0.97}},
+            {"randomised_down_to": "conv1", "spearman": {"head 0": 0.0, "saliency": 0.93}}]},
+        "closed_loop": {"clean": {"mean_return": 0.4}, "episodes": 20, "seed": 0, "interventions": [
+            {"name": name, "mean_return": 0.4 + change, "change": {"mean": change, "ci95": ci},
+             **({} if erased is None else {"objects_erased_per_episode": erased})}
+            for name, change, ci, erased in rows]},
+    }
+
+
+def test_audit_md_says_what_each_table_measures_and_gives_a_verdict():
+    from s3ta.analysis.audit import markdown
+
+    text = markdown(_report())
+    sections = text.split("\n## ")[1:]
+    assert [s.split(":")[0].split(" (")[0] for s in sections] == ["Grounding", "Faithfulness", "Sanity", "Closed loop"]
+    for section in sections:
+        assert "What it measures:" in section and "**Verdict:**" in section, section[:40]
+    assert "*lift* = mass / chance (1× = chance" in text and "*Peak on object (chance)*" in text
+
+
+def test_audit_verdicts_read_the_numbers():
+    from s3ta.analysis.audit import markdown
+
+    verdicts = [line for line in markdown(_report()).splitlines() if line.startswith("**Verdict:**")]
+    grounding, blur, mean, sanity, closed_loop = verdicts
+    assert "(lift ≥ 1.5×): 0 (4.00×); at chance: 1 (1.00×)" in grounding
+    assert "shows nothing" in blur and "0.996 to 0.996" in blur  # the all-ties table says it cannot tell
+    assert "shows nothing" not in mean
+    assert "better than random by more than 2 standard errors: head 0 (deletion)" in mean
+    assert "worse than random: head 1 (insertion)" in mean and "saliency" not in mean  # 0.92 ± 0.02 is noise
+    assert "pass (" in sanity and "head 0 (from core LSTM)" in sanity and "saliency (0.93 with every layer" in sanity
+    assert "lower the return (95% CI below 0): shift head 0 (-0.600), erase head 0 (-0.300);" in closed_loop
+    assert "uniform head 1" not in closed_loop and "for: head 0 (-0.300 vs -0.100); not for: none." in closed_loop

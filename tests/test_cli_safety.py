@@ -5,6 +5,7 @@ messages say what is valid. Every command runs through `s3ta.cli.main`, as a use
 
 from __future__ import annotations
 
+import argparse
 import csv
 import errno
 import json
@@ -356,3 +357,130 @@ def test_viewer_and_video_number_episodes_as_recording_json_and_the_episodes_fla
     assert '"episode " + D.episode[t] + " step " + D.episodeStep[t]' in TEMPLATE
     header = FrameComposer(recording).header_text(second.start)
     assert header.startswith("episode 1 step 0 ")
+
+
+# --- issue 37, item 8: what a newcomer tripped over ----------------------------------------------
+
+def corrupt_newest(run_dir: Path) -> Path:
+    """A second, newer checkpoint cut short, as by a machine lost while writing it."""
+    newest = write_checkpoint(run_dir, make_config("catch", "s3ta-small"), frames=20)
+    newest.write_bytes(newest.read_bytes()[:100])
+    return newest
+
+
+def test_eval_and_record_fall_back_from_a_corrupt_newest_checkpoint_as_resume_does(run_dir, tmp_path, capsys):
+    newest = corrupt_newest(run_dir)
+    status, out, err = run(["eval", run_dir, "--episodes", "1", "--no-progress"], capsys)
+    assert status == 0, err
+    assert f"skipped unreadable newer checkpoint(s) {newest.name}" in out
+    assert json.loads((run_dir / "eval" / "summary.json").read_text())["checkpoint_frames"] == 10
+    status, _, err = run(["explain", "record", run_dir, "--max-steps", "2", "--out", tmp_path / "rec"], capsys)
+    assert status == 0 and newest.name in err
+    assert load_recording(tmp_path / "rec").meta["source"]["counters"]["frames"] == 10
+    status, _, err = run(["eval", newest, "--episodes", "1"], capsys)  # a file named directly must load
+    assert status == 2 and "corrupt" in one_error_line(err, "eval")
+
+
+def test_a_corrupt_checkpoint_does_not_count_towards_keep(run_dir):
+    """keep=2 with a good checkpoint at 10 frames and a corrupt one at 30: saving at 20 keeps 10 and 20
+    (the two that load); counting the corrupt file would have deleted the one at 10."""
+    from s3ta.training.checkpoint import list_checkpoints
+
+    config = make_config("catch", "s3ta-small")
+    corrupt = write_checkpoint(run_dir, config, frames=30)
+    corrupt.write_bytes(b"\x00 a machine stopped here")
+    write_checkpoint(run_dir, config, frames=20)  # keep=2
+    assert [p.name for p in list_checkpoints(run_dir)] == [
+        "ckpt-000000000010.pt", "ckpt-000000000020.pt", "ckpt-000000000030.pt"]
+    write_checkpoint(run_dir, config, frames=40)  # now 40 and 20 are the newest two that load
+    assert [p.name for p in list_checkpoints(run_dir)] == ["ckpt-000000000020.pt", "ckpt-000000000030.pt",
+                                                           "ckpt-000000000040.pt"]
+
+
+def test_explain_record_checks_a_read_only_out_before_it_plays(run_dir, tmp_path, capsys, monkeypatch):
+    """An existing empty DIR that takes no files (read-only): one line, exit 1, before any step is
+    recorded, and no hidden .DIR.partial left beside it."""
+    import s3ta.analysis.recording as recording_module
+    import s3ta.outputs
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real = s3ta.outputs.tempfile.NamedTemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # as root, chmod alone would not stop the write
+        if Path(dir) == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(out / ".s3ta-write-test"))
+        return real(*args, dir=dir, **kwargs)
+
+    def record(*args, **kwargs):
+        raise AssertionError("steps were recorded before the output was checked")
+
+    monkeypatch.setattr(s3ta.outputs.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(recording_module, "record", record)
+    status, _, err = run(["explain", "record", run_dir, "--max-steps", "2", "--out", out], capsys)
+    assert status == 1 and "Permission denied" in one_error_line(err, "explain record")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "run"] and not any(out.iterdir())
+
+
+def test_a_recording_that_cannot_move_into_its_directory_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from s3ta.analysis.recording import record as record_steps
+
+    env = envs.make("catch", 1, seed=0)
+    from s3ta import agents
+
+    recording = record_steps(agents.build("s3ta-small", env.observation_shape, env.num_actions), env, 1,
+                             max_steps=2)
+    out = tmp_path / "rec"
+    out.mkdir()
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if Path(target).parent == out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(target))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(PermissionError):
+        recording.save(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"] and not any(out.iterdir())
+
+
+def all_command_paths() -> list[list[str]]:
+    """Every command and subcommand of `s3ta`, as argv prefixes: ["eval"], ["explain", "record"], ..."""
+    from s3ta.cli import build_parser
+
+    def walk(parser, prefix):
+        found = [prefix] if prefix else []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += walk(sub, [*prefix, name])
+        return found
+
+    return walk(build_parser(), [])
+
+
+def test_every_parser_says_its_error_in_one_line_and_points_to_its_help(capsys):
+    paths = all_command_paths()
+    assert ["explain", "record"] in paths and ["zoo", "export"] in paths and len(paths) > 20
+    for path in [[], *paths]:
+        status, _, err = run([*path, "--no-such-flag"], capsys)
+        name = " ".join(["s3ta", *path])
+        lines = err.strip().splitlines()
+        assert status == 2 and len(lines) == 1, (path, err)
+        assert lines[0].startswith(f"{name}: error: ") and lines[0].endswith(f"; see {name} --help"), lines[0]
+    status, _, err = run(["eval", "run", "--episodes", "0"], capsys)
+    assert status == 2 and err == "s3ta eval: error: argument --episodes: must be >= 1, got 0; see s3ta eval --help\n"
+
+
+def test_inject_prints_rounded_numbers(tmp_path, capsys):
+    rec = tmp_path / "rec"
+    assert run(["explain", "record", "--agent", "s3ta-small", "--env", "catch", "--max-steps", "6", "--out", rec],
+               capsys)[0] == 0
+    status, out, err = run(["explain", "inject", rec, "--onset", "1"], capsys)
+    assert status == 0, err
+    summary = out.splitlines()[0]
+    assert "mean_kl=" in summary and "mean_mass_injected=[" in summary
+    numbers = re.findall(r"-?\d+\.\d+(?:e-?\d+)?", summary)
+    digits = [re.sub(r"\D", "", n.split("e")[0]).lstrip("0") for n in numbers]  # significant digits
+    assert numbers and all(len(d) <= 4 for d in digits), summary

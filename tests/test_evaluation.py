@@ -1,6 +1,6 @@
 """`s3ta eval`: episode selection without a bias towards short episodes, the saved CSV and JSON,
 the printed scores (raw and human-normalised), and the command line; and the replay of
-benchmarks/pong_points.py, which plays through the same loop."""
+benchmarks/research/pong_points.py, which plays through the same loop."""
 
 import argparse
 import csv
@@ -108,7 +108,7 @@ def test_play_reports_each_counted_episode():
 
 
 def test_play_gives_every_step_before_the_episode_it_ends():
-    # per-step traces, as benchmarks/pong_points.py keeps them: steps counted per slot since its last end
+    # per-step traces, as benchmarks/research/pong_points.py keeps them: steps counted per slot since its last end
     env = LengthByIndexEnv(2)
     running, ended, traced = np.zeros(2, np.int64), np.zeros(2, np.int64), []
 
@@ -123,8 +123,8 @@ def test_play_gives_every_step_before_the_episode_it_ends():
 
 
 def test_reset_at_points_restarts_the_agent_after_a_reward_as_at_an_episode_start():
-    # benchmarks/pong_points.py --reset-at-points: the test of whether lost Pong games are a recurrent state
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pong_points.py"
+    # benchmarks/research/pong_points.py --reset-at-points: the test of whether lost Pong games are a recurrent state
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "research" / "pong_points.py"
     spec = importlib.util.spec_from_file_location("pong_points", path)
     pong_points = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pong_points)

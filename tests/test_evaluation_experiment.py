@@ -3,6 +3,7 @@ cells skipped, interrupted ones resumed from their checkpoint), failures, and on
 
 import argparse
 import json
+import time
 
 import pytest
 
@@ -141,6 +142,52 @@ def test_a_failing_cell_does_not_stop_the_others(tmp_path):
     results = run(Grid.from_dict({**GRID, "envs": ["catch"]}), tmp_path, trainer, FakeEvaluator())
     assert [r.status for r in results] == ["failed", "trained", "trained", "trained"]
     assert results[0].message == "RuntimeError: the learner diverged"
+
+
+def test_shards_split_the_grid_and_together_cover_it_once(tmp_path):
+    grid = Grid.from_dict(GRID)
+    trainers = [FakeTrainer(), FakeTrainer()]
+    for index, trainer in enumerate(trainers):
+        run_experiment(grid, tmp_path, train_fn=trainer, evaluate_fn=FakeEvaluator(), log=lambda m: None,
+                       shard=(index, 2))
+    trained = [[cell for cell, _ in trainer.calls] for trainer in trainers]
+    assert len(trained[0]) == len(trained[1]) == 4 and not set(trained[0]) & set(trained[1])
+    assert sorted(trained[0] + trained[1]) == sorted((c.env, c.agent, c.seed) for c in grid.cells())
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        run_experiment(grid, tmp_path, train_fn=FakeTrainer(), shard=(2, 2), log=lambda m: None)
+
+
+class TimedTrainer(FakeTrainer):
+    """A trainer that takes ``seconds`` of the clock and records the time limit it was given."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.limits = seconds, []
+
+    def __call__(self, config, run_dir, resume=False, time_limit=None):
+        self.limits.append(time_limit)
+        time.sleep(self.seconds)
+        return super().__call__(config, run_dir, resume)
+
+
+def test_time_limit_is_shared_by_the_cells_and_stops_the_grid(tmp_path):
+    trainer = TimedTrainer(seconds=0.15)
+    results = run_experiment(Grid.from_dict(GRID), tmp_path, train_fn=trainer, evaluate_fn=FakeEvaluator(),
+                             log=lambda m: None, time_limit=0.4)
+    assert [r.status for r in results] == ["trained"] * 3 + ["interrupted"]
+    assert results[-1].message == "the time limit was spent"
+    assert trainer.limits[0] == pytest.approx(0.4, abs=0.05)  # each cell trains with what is left
+    assert trainer.limits[0] > trainer.limits[1] > trainer.limits[2] > 0
+
+
+def test_grid_settings_from_a_preset_under_the_flags(tmp_path):
+    args = parse(["experiment", "--config", "atari-small", "--envs", "pong", "--agents", "s3ta-small", "lstm-small",
+                  "--seeds", "1", "--total-frames", "1000", "--out", str(tmp_path), "--batch-size", "8"])
+    grid = cli.grid_from_args(args)
+    config = grid.config(grid.cells()[1])
+    assert config.agent == "lstm-small" and config.total_frames == 1000 and config.env == "pong"
+    assert config.batch_size == 8 and config.preset.startswith("atari-small@")  # the flag over the preset
+    assert config.entropy_cost == 0.003 and list(config.agent_overrides["conv_strides"]) == [4, 2, 2]
 
 
 def parse(argv):

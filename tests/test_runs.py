@@ -1,6 +1,8 @@
 """Runs that never lose work: extending a run with --resume --total-frames (the schedule follows the new
-total), --time-limit, resuming past a corrupt newest checkpoint, failed starts that leave nothing behind,
-progress before the first update, the learning curve of a single run, presets, and the zoo."""
+total), resuming on another machine (--device, learners, actors), a log without the frames after the
+checkpoint resumed from, --time-limit, resuming past a corrupt newest checkpoint, failed starts that
+leave nothing behind, progress before the first update, the learning curve of a single run, presets,
+and the zoo. Runs are pinned to the CPU (device="cpu"), whatever `auto` would find."""
 
 import importlib.util
 import io
@@ -18,7 +20,8 @@ from s3ta.training.checkpoint import CheckpointError, list_checkpoints, load_age
 from s3ta.training.cli import parse_duration
 from s3ta.training.config import config_source, load_preset, preset_names
 
-TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0, mode="serial")
+TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0, mode="serial",
+            device="cpu")
 
 
 def tiny(**changes) -> TrainConfig:
@@ -32,6 +35,10 @@ def s3ta(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def updates_logged(run_dir: Path) -> list[dict]:
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r for r in lines if r["kind"] == "update"]
+
+
+def attempts(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "attempts.json").read_text())
 
 
 def test_resume_extends_a_finished_run_and_the_schedule_follows_the_new_total(tmp_path):
@@ -53,7 +60,7 @@ def test_resume_extends_a_finished_run_and_the_schedule_follows_the_new_total(tm
 
 
 def test_a_fork_resumes_on_the_schedule_of_its_edited_config(tmp_path):
-    """benchmarks/fork_run.py (docs/benchmarks.md, Breakout (1b)): a run's config.json with another rate and
+    """benchmarks/research/fork_run.py (docs/benchmarks.md, Breakout (1b)): a run's config.json with another rate and
     schedule, one of its checkpoints and its log cut there; the resumed fork takes the config's rate, not
     the base rate saved in the checkpoint's scheduler state."""
     source, fork = tmp_path / "run", tmp_path / "fork"
@@ -61,7 +68,7 @@ def test_a_fork_resumes_on_the_schedule_of_its_edited_config(tmp_path):
                checkpoint_interval=1e-6), source, stream=io.StringIO())
     middle = [p for p in list_checkpoints(source) if load_checkpoint(p).counters["frames"] == 60]
     assert middle, [p.name for p in list_checkpoints(source)]
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fork_run.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "research" / "fork_run.py"
     result = subprocess.run([sys.executable, str(script), str(source), str(middle[0]), "--out", str(fork),
                              "--set", "learning_rate=0.3", "--set", 'lr_schedule="constant"'],
                             capture_output=True, text=True, timeout=120)
@@ -74,10 +81,10 @@ def test_a_fork_resumes_on_the_schedule_of_its_edited_config(tmp_path):
 
 
 def test_optimizer_state_pairs_each_rmsprop_statistic_with_its_parameter(tmp_path):
-    """benchmarks/optimizer_state.py (docs/benchmarks.md, Breakout (1c)): the step elasticity eps/(sqrt(v)+eps)
+    """benchmarks/research/optimizer_state.py (docs/benchmarks.md, Breakout (1c)): the step elasticity eps/(sqrt(v)+eps)
     per named parameter. One tensor's v is set to (99 eps)^2 and every other to 0: only that name may read
     0.01, every other 1.0; a state paired with the wrong parameter shows up as another name reading 0.01."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "optimizer_state.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "research" / "optimizer_state.py"
     spec = importlib.util.spec_from_file_location("optimizer_state", path)
     optimizer_state = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(optimizer_state)
@@ -108,15 +115,77 @@ def test_optimizer_state_pairs_each_rmsprop_statistic_with_its_parameter(tmp_pat
 def test_resume_cli_extends_and_names_the_flags_it_ignores(tmp_path):
     train(tiny(total_frames=40), tmp_path)
     result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "80", "--batch-size", "2",
-                  "--learning-rate", "0.1")
+                  "--learning-rate", "0.1", "--device", "cpu", "--num-actors", "3")
     assert result.returncode == 0, result.stderr
     ignored = [line for line in result.stderr.splitlines() if "ignored" in line]
     assert len(ignored) == 1 and "--batch-size" in ignored[0] and "--learning-rate" in ignored[0]
+    assert "--device" not in ignored[0] and "--num-actors" not in ignored[0]  # this machine's settings are taken
     assert load_checkpoint(tmp_path).counters["frames"] == 80
-    assert TrainConfig.load(tmp_path / "config.json").batch_size == 4  # the saved setting is kept
+    saved = TrainConfig.load(tmp_path / "config.json")
+    assert saved.batch_size == 4 and saved.num_actors == 3  # the run's setting is kept; the machine's is this one's
+    assert [(a["frames"], a["num_actors"]) for a in attempts(tmp_path)] == [(0, TrainConfig().num_actors), (40, 3)]
 
     result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "60")
     assert result.returncode == 2 and "must be >" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_run_saved_with_device_cuda_continues_on_the_cpu(tmp_path):
+    """A run trained on a GPU box (its config.json says cuda; made here on the CPU and edited) continues on a
+    machine without one when resumed with --device cpu; the checkpoint loads onto the CPU, and every attempt's
+    machine is recorded in attempts.json while config.json keeps the run's settings."""
+    train(tiny(total_frames=40), tmp_path, stream=io.StringIO())
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "device": "cuda", "num_actors": 7}))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="saved with device 'cuda': resume it with --device cpu"):
+            train(TrainConfig(), tmp_path, resume=True, total_frames=80)
+        assert len(attempts(tmp_path)) == 1, "a failed start records no attempt"
+    stream = io.StringIO()
+    summary = train(TrainConfig(), tmp_path, resume=True, total_frames=80, machine={"device": "cpu"}, stream=stream)
+    assert summary["finished"] and summary["frames"] == 80
+    assert "this machine: device cuda -> cpu" in stream.getvalue()
+    assert ", cpu fp32:" in stream.getvalue()  # the start line names the device
+    record = TrainConfig.load(tmp_path / "config.json")
+    assert (record.device, record.num_actors, record.total_frames) == ("cpu", 7, 80)
+    assert [(a["frames"], a["device"], a["num_actors"]) for a in attempts(tmp_path)] == \
+        [(0, "cpu", TrainConfig().num_actors), (40, "cpu", 7)]
+
+
+def test_learners_may_change_on_resume_if_they_divide_the_batch(tmp_path):
+    train(tiny(total_frames=40), tmp_path, stream=io.StringIO())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="num_learners must be >= 1 and divide batch_size"):
+        train(TrainConfig(), tmp_path, resume=True, machine={"num_learners": 3})
+    with pytest.raises(ValueError, match="num_learners must be 1 in mode 'serial'"):  # this run's mode is serial
+        train(TrainConfig(), tmp_path, resume=True, machine={"num_learners": 2})
+    with pytest.raises(ValueError, match=r"\['mode'\] are not machine settings"):
+        train(TrainConfig(), tmp_path, resume=True, machine={"mode": "parallel"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_resuming_from_an_older_checkpoint_drops_the_log_after_it(tmp_path):
+    """The newer checkpoints were lost (a machine that went away): the log of the frames after the one
+    resumed from is dropped, in metrics.jsonl and TensorBoard, so that no frame is counted twice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(total_frames=100, log_interval=0.0, checkpoint_interval=1e-9, keep_checkpoints=10), tmp_path,
+          stream=io.StringIO())
+    for path in list_checkpoints(tmp_path):
+        if load_checkpoint(path).counters["frames"] > 60:
+            path.unlink()
+    episodes_before = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+                       if r["kind"] == "episode" and r["frames"] <= 60]
+    (tmp_path / "metrics.jsonl").open("a").write('{"kind": "update", "frames": 1')  # a line torn by a kill
+    stream = io.StringIO()
+    train(TrainConfig(), tmp_path, resume=True, stream=stream)
+    assert "logged after frame 60" in stream.getvalue()
+    assert [r["frames"] for r in updates_logged(tmp_path)] == [20, 40, 60, 80, 100]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    episodes = [r for r in records if r["kind"] == "episode"]
+    assert episodes[:len(episodes_before)] == episodes_before and episodes[len(episodes_before)]["frames"] > 60
+    assert [r["frames"] for r in records] == sorted(r["frames"] for r in records)
+    scalars = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    assert [event.step for event in scalars.Scalars("loss/total")] == [20, 40, 60, 80, 100]
 
 
 def test_time_limit_stops_with_a_checkpoint(tmp_path):
@@ -163,15 +232,28 @@ def test_resume_without_a_checkpoint_says_it_starts_from_frame_0(tmp_path):
     assert "starting from frame 0" in stream.getvalue() and summary["frames"] == 40
 
 
-def test_a_failed_start_leaves_no_run_directory(tmp_path):
-    for flags, message in ((["--env", "no-such-env"], "unknown environment"),
-                           (["--env", "CartPole-v1"], "image"),
-                           (["--env", "catch", "--device", "cuda"], "cuda")):
-        out = tmp_path / "run"
-        result = s3ta("train", "--out", str(out), "--total-frames", "100", *flags)
-        assert result.returncode != 0 and message in result.stderr.lower(), result.stderr
-        assert result.stderr.strip().count("\n") == 0, result.stderr
-        assert not out.exists(), f"{flags} left {list(out.iterdir())}"
+def _box2d_installed() -> bool:
+    return importlib.util.find_spec("Box2D") is not None
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--env", "no-such-env"], "unknown environment"),
+    (["--env", "CartPole-v1"], "image"),
+    pytest.param(["--env", "catch", "--device", "cuda"], "cuda",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    pytest.param(["--env", "CarRacing-v3"], 'pip install "gymnasium[box2d]"',
+                 marks=pytest.mark.skipif(_box2d_installed(), reason="Box2D is installed")),
+    (["--agent-config", "num_heads=abc"], "agent config num_heads must be an integer like 4, got 'abc'"),
+    (["--agent-config", "conv_channels=16"], "agent config conv_channels must be a list of integers"),
+    (["--num-learners", "2", "--mode", "serial"], "--num-learners must be 1 in mode 'serial'"),
+    (["--resume"], "cannot resume"),  # no run in --out
+])
+def test_a_failed_start_is_one_line_and_leaves_no_run_directory(tmp_path, flags, message):
+    out = tmp_path / "run"
+    result = s3ta("train", "--out", str(out), "--total-frames", "100", *flags)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not out.exists(), f"{flags} left {list(out.iterdir())}"
 
 
 def test_out_that_is_a_file_is_one_line(tmp_path):
@@ -184,10 +266,13 @@ def test_out_that_is_a_file_is_one_line(tmp_path):
 
 def test_progress_starts_before_the_first_update_and_a_curve_is_written(tmp_path):
     stream = io.StringIO()
-    train(tiny(total_frames=90), tmp_path, stream=stream)  # 20 frames per update: ends at 100
+    train(tiny(total_frames=90, log_interval=0.0), tmp_path, stream=stream)  # 20 frames per update: ends at 100
     text = stream.getvalue()
     assert "the first batch needs 20 agent steps" in text
     assert "ends after the update that passes 90, 10 frames later" in text
+    # catch's episodes last 7 steps: none has ended after the first update's 5
+    assert "frames 20/90 (22%)" in text and "| return - (no episode yet) |" in text and "nan" not in text
+    assert "(last 4) |" in text  # after the second update's 10 steps, each of the 4 environments ended one
     assert (tmp_path / "learning_curve.png").stat().st_size > 0
 
 

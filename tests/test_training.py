@@ -1,5 +1,7 @@
 """Training machinery: unroll alignment, determinism of serial mode, the parallel runner, config
-round-trips, checkpoints (atomic, corrupt, mismatched), resume after SIGKILL, SIGTERM, NaN stops."""
+round-trips and validation, checkpoints (atomic, corrupt, mismatched), resume after SIGKILL, SIGTERM,
+NaN stops, and one read of the device per update. Runs are pinned to the CPU (device="cpu"): on CUDA,
+cuDNN's weight gradients are not deterministic."""
 
 import copy
 import json
@@ -30,7 +32,7 @@ from s3ta.training.learner import (
     unroll_step_flops,
 )
 
-TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0)
+TINY = dict(env="catch", agent="s3ta-small", unroll_length=5, batch_size=4, log_interval=1000.0, device="cpu")
 
 
 def small_config(**changes) -> TrainConfig:
@@ -180,7 +182,35 @@ def test_nonfinite_loss_raises_a_clear_error(unroll_threads):
     with pytest.raises(NonFiniteLossError, match="loss became nan"):
         learn(agent, optimizer, make_scheduler(optimizer, config, 10), unroll, state, config, unroll_threads)
     assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items()), "no update on a bad loss"
+    assert not optimizer.state and optimizer.param_groups[0]["lr"] == config.learning_rate, "nor an optimizer step"
     assert torch.get_num_threads() == threads
+
+
+def test_an_update_reads_the_device_once(monkeypatch):
+    """No per-statistic .item() and no `if tensor` between forward, backward and the optimizer step: on a GPU
+    each is a wait of the host for the device. The one read is learner.read_stats's; the agents' episode
+    starts (s3ta/agents/core.py, episode_starts) are read before their time loop, outside this module's reach."""
+    config = small_config()
+    env = envs.make("catch", 2, seed=0)
+    agent = agents.build("s3ta-small", env.observation_shape, env.num_actions)
+    unroll, state = allocate_unroll(unroll_specs(5, 2, env.observation_shape, 3)), allocate_state(agent, 2)
+    Actor(env, agent, 5, seed=0).fill(unroll, state)
+    optimizer = make_optimizer(agent, config)
+    scheduler = make_scheduler(optimizer, config, 10)
+    package = Path(agents.__file__).parents[1]
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        def counted(self, *args, _read=getattr(torch.Tensor, name), _name=name):
+            caller = Path(sys._getframe(1).f_code.co_filename)
+            if caller.is_relative_to(package):  # torch's own reads of CPU step counters do not count
+                reads.append(f"{_name} in {caller.relative_to(package)}:{sys._getframe(1).f_code.co_name}")
+            return _read(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    stats = learn(agent, optimizer, scheduler, unroll, state, config)
+    monkeypatch.undo()
+    assert sorted(reads) == ["tolist in agents/core.py:episode_starts", "tolist in training/learner.py:read_stats"]
+    assert set(stats) >= {"loss/total", "grad_norm", "learning_rate", "attention_entropy/head3"}
 
 
 @pytest.mark.parametrize("name", ["s3ta-small", "lstm", "feedforward"])
@@ -242,6 +272,35 @@ def test_config_precedence_defaults_file_flags(tmp_path):
         TrainConfig(batch_size=0)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_heads": "abc"}, "agent config num_heads must be an integer like 4, got 'abc'"),
+    ({"conv_channels": 16}, "agent config conv_channels must be a list of integers like [16, 32, 32], got 16"),
+    ({"conv_channels": [16, "x", 32]}, "must be a list of integers"),
+    ({"num_heads": True}, "num_heads must be an integer"),
+    ({"query_init_gain": "big"}, "query_init_gain must be a number like 1.0"),
+    ({"padding_mode": 0}, 'padding_mode must be a string like "zeros"'),
+])
+def test_agent_overrides_of_the_wrong_type_are_named(overrides, message):
+    with pytest.raises(ValueError) as error:
+        TrainConfig(agent_overrides=overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    TrainConfig(agent_overrides={"query_init_gain": 2, "conv_channels": [8, 16, 16]})  # an int is a number
+
+
+def test_an_experiment_names_a_wrong_agent_override_too():
+    from s3ta.evaluation.experiment import Grid
+
+    with pytest.raises(ValueError, match="agent config num_heads must be an integer like 4, got 'abc'"):
+        Grid(envs=("catch",), agents=("s3ta-small",), seeds=(0,), total_frames=100,
+             train={"agent_overrides": {"num_heads": "abc"}})
+
+
+def test_serial_mode_takes_one_learner():
+    with pytest.raises(ValueError, match="num_learners must be 1 in mode 'serial'.*mode 'parallel'"):
+        TrainConfig(batch_size=4, num_learners=2, mode="serial")
+    TrainConfig(batch_size=4, num_learners=2, mode="parallel")
+
+
 def _wait_for(predicate, timeout: float, process: subprocess.Popen):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -257,7 +316,7 @@ def _wait_for(predicate, timeout: float, process: subprocess.Popen):
 def _train_command(out: Path, total_frames: int) -> list[str]:
     return [sys.executable, "-m", "s3ta", "train", "--out", str(out), "--env", "catch", "--agent", "s3ta-small",
             "--total-frames", str(total_frames), "--unroll-length", "5", "--batch-size", "4", "--num-actors", "1",
-            "--checkpoint-interval", "0.5", "--log-interval", "1"]
+            "--checkpoint-interval", "0.5", "--log-interval", "1", "--device", "cpu"]
 
 
 @pytest.mark.slow
@@ -297,6 +356,6 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_parallel_training_runs_on_atari(tmp_path):
     config = TrainConfig(env="breakout", agent="s3ta-small", total_frames=2 * 4 * 2 * 4, unroll_length=4,
-                         batch_size=2, num_actors=1, mode="parallel", log_interval=1000.0)
+                         batch_size=2, num_actors=1, mode="parallel", log_interval=1000.0, device="cpu")
     summary = train(config, tmp_path)
     assert summary["finished"] and summary["frames"] == 64  # frames count action repeats (4 per step)

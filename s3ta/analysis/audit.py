@@ -76,8 +76,8 @@ def run_audit(checkpoint: str, out: str | Path, *, seed: int = 0, sizes: AuditSi
     from s3ta.analysis import closed_loop, faithfulness, grounding, sanity
     from s3ta.analysis.common import select_steps, write_json
     from s3ta.analysis.recording import check_save_target, record
+    from s3ta.checkpoints import load_agent
     from s3ta.outputs import refuse_to_replace
-    from s3ta.training.checkpoint import load_agent
 
     out = Path(out)
     started = time.monotonic()
@@ -143,7 +143,14 @@ def run_audit(checkpoint: str, out: str | Path, *, seed: int = 0, sizes: AuditSi
     return report
 
 
-# --- the markdown tables -------------------------------------------------------------------------
+# --- the markdown tables: each says what it measures and ends with a verdict ---------------------------
+# The verdicts' thresholds, written into the verdict lines so that a reader can disagree with them.
+ON_OBJECTS, OFF_OBJECTS = 1.5, 1 / 1.5  # a head's lift at or above: on objects; below: away from them
+TIE = 0.01  # AUCs of every map within this of each other: the substrate does not move the policy
+SE_MARGIN = 2.0  # a map differs from random when its mean AUC is more than this many standard errors away
+SANITY_PASS = 0.5  # Spearman below this once layers are randomised: the map depends on the weights
+
+
 def _f(value: Any, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -153,11 +160,26 @@ def _pm(stats: dict[str, float]) -> str:
     return _f(stats["mean"]) + ("" if se is None or not np.isfinite(se) else f" ± {se:.3f}")
 
 
+def _names(items: list[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def _span(values: list[float], unit: str = "") -> str:
+    low, high = min(values), max(values)
+    return f"{low:.2f}{unit}" if np.isclose(low, high, atol=0.005) else f"{low:.2f}–{high:.2f}{unit}"
+
+
 def grounding_table(grounding: dict[str, Any] | None) -> list[str]:
     if not grounding:
         return ["No ground-truth boxes or no attention: grounding is not measured."]
     classes = grounding["classes"]
-    lines = ["| head | mass on objects | chance | lift | " + " | ".join(f"{c} lift" for c in classes)
+    lines = ["What it measures: *mass on objects* is the share of a head's attention on the ground-truth object "
+             "boxes, averaged over the recorded steps; *chance* is the boxes' share of the frame, what a uniform "
+             "map would put there; *lift* = mass / chance (1× = chance, above 1× the head looks at objects more "
+             "than at the background), also per class. *Peak on object (chance)*: the share of steps whose "
+             "most-attended cell overlaps an object, and in brackets the share of the map's cells that do (where a "
+             "peak at a random cell would land).", "",
+             "| head | mass on objects | chance | lift | " + " | ".join(f"{c} lift" for c in classes)
              + " | peak on object (chance) |",
              "|---|---|---|---|" + "---|" * len(classes) + "---|"]
     for head in grounding["heads"]:
@@ -166,11 +188,36 @@ def grounding_table(grounding: dict[str, Any] | None) -> list[str]:
                      f"{_f(head['lift'], 2)}× | {lifts} | {_f(head['peak_on_object_rate'], 3)} "
                      f"({_f(head['peak_chance'], 3)}) |")
     lines.append(f"\n{grounding['steps_with_boxes']} recorded steps with boxes.")
+    lines += ["", grounding_verdict(grounding)]
     return lines
 
 
+def grounding_verdict(grounding: dict[str, Any]) -> str:
+    """Which heads look at the objects, by their lift (thresholds ``ON_OBJECTS`` and ``OFF_OBJECTS``)."""
+    groups: dict[str, list[dict[str, Any]]] = {"on": [], "chance": [], "off": []}
+    for head in grounding["heads"]:
+        lift = head["lift"]
+        if lift is not None:
+            groups["on" if lift >= ON_OBJECTS else "off" if lift < OFF_OBJECTS else "chance"].append(head)
+
+    def heads(group: list[dict[str, Any]]) -> str:
+        if not group:
+            return "none"
+        return f"{_names([str(h['head']) for h in group])} ({_span([h['lift'] for h in group], '×')})"
+
+    peaked = [str(h["head"]) for h in grounding["heads"] if h["peak_on_object_rate"] > h["peak_chance"]]
+    return (f"**Verdict:** heads on the objects (lift ≥ {ON_OBJECTS:g}×): {heads(groups['on'])}; at chance: "
+            f"{heads(groups['chance'])}; away from them (lift < {OFF_OBJECTS:.2g}×): {heads(groups['off'])}. "
+            f"Heads whose peak lands on an object more often than a random cell's would: {_names(peaked)}.")
+
+
 def faithfulness_table(result: dict[str, Any]) -> list[str]:
-    lines = []
+    lines = ["What it measures: *deletion* removes the frame's pixels in a map's order, most-attended first, "
+             "replacing them with the substrate, and follows p(a*), the probability of the action the agent took; "
+             "a map that found what the policy uses makes it fall fast (low AUC). *Insertion* puts the pixels back "
+             "into a frame made only of substrate in the same order (high AUC is better). *random* ranks pixels at "
+             "random: the chance level every map is compared with. The KL AUCs follow KL(π_clean ‖ π) instead "
+             "of p(a*)."]
     for kind, maps in result["summary"].items():
         lines += [f"\n*{kind} substrate* (p(a*) AUC: deletion lower = better, insertion higher = better; "
                   "mean ± s.e. over states; KL AUC: mean KL(π_clean ‖ π_k))\n",
@@ -180,23 +227,85 @@ def faithfulness_table(result: dict[str, Any]) -> list[str]:
             label = f"random ({entry['draws']} draws)" if name == "random" else name
             lines.append(f"| {label} | {_pm(entry['deletion']['auc'])} | {_pm(entry['insertion']['auc'])} | "
                          f"{_f(entry['deletion']['kl_auc']['mean'])} | {_f(entry['insertion']['kl_auc']['mean'])} |")
+        lines += ["", faithfulness_verdict(kind, maps)]
     clean = [p for p in result["clean_p"] if p is not None]
     if clean:
         lines.append(f"\nClean p(a*) at these states: mean {np.mean(clean):.3f}; {len(result['steps'])} states.")
     return lines
 
 
+def faithfulness_verdict(kind: str, maps: dict[str, Any]) -> str:
+    """Whether the table can tell the maps apart at all (``TIE``), and which maps beat random by more than
+    ``SE_MARGIN`` standard errors."""
+    aucs = [entry[mode]["auc"]["mean"] for entry in maps.values() for mode in ("deletion", "insertion")]
+    by_mode = {mode: [entry[mode]["auc"]["mean"] for entry in maps.values()] for mode in ("deletion", "insertion")}
+    if all(max(values) - min(values) < TIE for values in by_mode.values()):
+        return (f"**Verdict:** every map gives the same AUCs ({min(aucs):.3f} to {max(aucs):.3f}, each curve's "
+                f"within {TIE:g}), random included: "
+                f"deleting or inserting pixels in the {kind} substrate barely moves the policy, so this table "
+                "cannot tell the maps apart or from random, and shows nothing about them.")
+    if "random" not in maps:
+        return "**Verdict:** no random ranking to compare with."
+    chance = maps["random"]
+    found: dict[str, list[str]] = {"better": [], "worse": []}
+    for name, entry in maps.items():
+        if name == "random":
+            continue
+        for mode, sign in (("deletion", -1.0), ("insertion", 1.0)):  # deletion: lower is better
+            a, b = entry[mode]["auc"], chance[mode]["auc"]
+            se = float(np.hypot(a.get("se") or 0.0, b.get("se") or 0.0))
+            if not np.isfinite(se):
+                continue
+            gap = sign * (a["mean"] - b["mean"])
+            if abs(gap) > SE_MARGIN * se:
+                found["better" if gap > 0 else "worse"].append(f"{name} ({mode})")
+    if not found["better"] and not found["worse"]:
+        return (f"**Verdict:** no map differs from random by more than {SE_MARGIN:g} standard errors on either "
+                f"curve: with these states the {kind} substrate does not show that any map finds what the "
+                "policy uses.")
+    return (f"**Verdict:** better than random by more than {SE_MARGIN:g} standard errors: "
+            f"{_names(found['better'])}; worse than random: {_names(found['worse'])}; the rest are within "
+            "the noise of random.")
+
+
 def sanity_table(result: dict[str, Any]) -> list[str]:
     maps = result["maps"]
-    lines = ["| randomised down to | " + " | ".join(maps) + " |", "|---|" + "---|" * len(maps)]
+    lines = ["What it measures: each row re-initialises the agent's layers at random from the top down to the "
+             "named one (cumulatively) and gives the Spearman rank correlation of each map with the trained "
+             "agent's. A map that explains what the agent learned changes when its weights do (the correlation "
+             "falls towards 0); one that stays near 1 is set by the input alone, not by the agent, and fails the "
+             "check.", "",
+             "| randomised down to | " + " | ".join(maps) + " |", "|---|" + "---|" * len(maps)]
     for row in result["stages"]:
         lines.append(f"| {row['randomised_down_to']} | " + " | ".join(_f(row["spearman"][m], 2) for m in maps) + " |")
     lines.append(f"\nSpearman rank correlation with the trained agent's map, mean over {len(result['steps'])} states.")
+    lines += ["", sanity_verdict(result)]
     return lines
 
 
+def sanity_verdict(result: dict[str, Any]) -> str:
+    """Which maps pass (Spearman below ``SANITY_PASS`` once layers are randomised) and which fail."""
+    passed, failed = [], []
+    for name in result["maps"]:
+        stage = next((row["randomised_down_to"] for row in result["stages"][1:]
+                      if row["spearman"][name] is not None and row["spearman"][name] < SANITY_PASS), None)
+        if stage is not None:
+            passed.append(f"{name} (from {stage})")
+        elif result["stages"]:
+            last = result["stages"][-1]["spearman"][name]
+            failed.append(f"{name} ({_f(last, 2)} with every layer random)")
+    return (f"**Verdict:** pass (Spearman below {SANITY_PASS:g} once the layers are randomised down to the stage "
+            f"named): {_names(passed)}. Fail (the map stays like the trained one whatever the weights): "
+            f"{_names(failed)}.")
+
+
 def closed_loop_table(result: dict[str, Any]) -> list[str]:
-    lines = [f"Clean agent: mean return {result['clean']['mean_return']:.3f} over {result['episodes']} episodes "
+    lines = ["What it measures: each row plays the same live episodes as the clean agent (same env and action "
+             "seeds) with the intervention at every step; *change* is its mean return minus the clean agent's, "
+             "with a paired 95% t-interval over episodes. An interval that excludes 0 means the intervention "
+             "changes how the agent plays. *erase-random* erases as many objects chosen at random: the control "
+             "for *erase*, which erases the objects under the heads' peaks.", "",
+             f"Clean agent: mean return {result['clean']['mean_return']:.3f} over {result['episodes']} episodes "
              f"(seed {result['seed']}, greedy).\n",
              "| intervention | mean return | change | 95% CI |", "|---|---|---|---|"]
     for row in result["interventions"]:
@@ -205,7 +314,33 @@ def closed_loop_table(result: dict[str, Any]) -> list[str]:
         erased = row.get("objects_erased_per_episode")
         extra = "" if erased is None else f" ({erased:.1f} objects erased / episode)"
         lines.append(f"| {row['name']}{extra} | {row['mean_return']:.3f} | {row['change']['mean']:+.3f} | {ci} |")
+    lines += ["", closed_loop_verdict(result)]
     return lines
+
+
+def closed_loop_verdict(result: dict[str, Any]) -> str:
+    """The interventions whose 95% CI excludes 0, and whether erasing what the heads attend costs more
+    than erasing as many random objects."""
+    hurt, helped = [], []
+    for row in result["interventions"]:
+        low, high = row["change"]["ci95"]
+        if low is None:
+            continue
+        if high < 0:
+            hurt.append(f"{row['name']} ({row['change']['mean']:+.3f})")
+        elif low > 0:
+            helped.append(f"{row['name']} ({row['change']['mean']:+.3f})")
+    verdict = (f"**Verdict:** lower the return (95% CI below 0): {_names(hurt)}; raise it: {_names(helped)}; "
+               "every other row is within the noise of the clean agent.")
+    changes = {row["name"]: row["change"]["mean"] for row in result["interventions"]}
+    pairs = [(name[len("erase "):], changes[name], changes[f"erase-random {name[len('erase '):]}"])
+             for name in changes if name.startswith("erase ") and f"erase-random {name[len('erase '):]}" in changes]
+    if pairs:
+        more = [f"{target} ({own:+.3f} vs {control:+.3f})" for target, own, control in pairs if own < control]
+        rest = [target for target, own, control in pairs if own >= control]
+        verdict += (" Erasing the objects the heads attend to costs more than erasing as many random objects "
+                    f"(comparing the means) for: {_names(more)}; not for: {_names(rest)}.")
+    return verdict
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -213,7 +348,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Audit of `{report['agent']}` on `{report['env']}`", "",
              f"Checkpoint `{report['checkpoint']}` ({report['frames']:,} frames), seed {report['seed']}, "
              f"protocol {report['protocol']}." if report.get("frames") is not None else
-             f"Checkpoint `{report['checkpoint']}`, seed {report['seed']}.", ""]
+             f"Checkpoint `{report['checkpoint']}`, seed {report['seed']}.", "",
+             "Four tests of whether the agent's attention explains what it does: does it fall on the objects "
+             "(grounding), does it rank the pixels the policy uses first (faithfulness), does it depend on what "
+             "the agent learned (sanity), and does the agent play differently when it is changed (closed loop). "
+             "Each section says what it measures and ends with a verdict.", ""]
     if report.get("command"):
         lines += ["```", report["command"], "```", ""]
     timings = report["timings_s"]
@@ -224,7 +363,7 @@ def markdown(report: dict[str, Any]) -> str:
               + ").", "",
               "## Grounding (attention mass on object boxes / the boxes' share of the frame)", ""]
     lines += grounding_table(report["grounding"])
-    lines += ["", "## Faithfulness: insertion and deletion (Petsiuk et al. 2018; Huber et al. 2021)"]
+    lines += ["", "## Faithfulness: insertion and deletion (Petsiuk et al. 2018; Huber et al. 2021)", ""]
     lines += faithfulness_table(report["faithfulness"])
     lines += ["", "## Sanity: model randomisation (Adebayo et al. 2018)", ""]
     lines += sanity_table(report["sanity"])

@@ -115,10 +115,11 @@ def _map_test_args(p: argparse.ArgumentParser, defaults: AuditSizes, *, states: 
 
 
 def _recording_and_agent(args: argparse.Namespace):
-    from s3ta.analysis.cli import _load, _model
+    from s3ta.analysis.common import analysed_agent
+    from s3ta.analysis.recording import load_recording
 
-    recording = _load(args.recording)
-    return recording, _model(args, recording)
+    recording = load_recording(args.recording)
+    return recording, analysed_agent(recording, args.checkpoint)
 
 
 def _written(*paths: Any) -> int:
@@ -163,7 +164,7 @@ def _closed_loop(args: argparse.Namespace) -> int:
     from s3ta.analysis import closed_loop
     from s3ta.analysis.audit import env_factory
     from s3ta.analysis.common import write_json
-    from s3ta.training.checkpoint import load_agent
+    from s3ta.checkpoints import load_agent
 
     agent, ckpt = load_agent(args.checkpoint)
     env_id = ckpt.config.get("env")
@@ -189,8 +190,8 @@ def _closed_loop(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from s3ta.analysis.audit import ATARI_SIZES, AuditSizes, env_factory, command_line, run_audit
-    from s3ta.training.checkpoint import load_checkpoint
+    from s3ta.analysis.audit import ATARI_SIZES, AuditSizes, command_line, env_factory, run_audit
+    from s3ta.checkpoints import load_checkpoint
 
     env_id = load_checkpoint(args.checkpoint).config.get("env") or ""
     base = AuditSizes() if env_factory(env_id, "paper")[1] else ATARI_SIZES

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import sys
 from pathlib import Path
 from typing import Any
 
-from s3ta.cli import (UsageError, command, non_negative_int, percent_float, positive_float, positive_int,
+from s3ta.cli import (Parser, UsageError, command, non_negative_int, percent_float, positive_float, positive_int,
                       unit_float)
 
 SUBCOMMANDS = ("record", "video", "view", "whatwhere", "saliency", "intervene", "inject", "grounding")
@@ -148,17 +149,9 @@ def _load(path: str):
 
 
 def _model(args: argparse.Namespace, recording):
-    if args.checkpoint:
-        from s3ta.training.checkpoint import load_agent
+    from s3ta.analysis.common import analysed_agent
 
-        agent, _ = load_agent(args.checkpoint)
-        expected = tuple(recording.meta["observation_shape"])
-        if tuple(agent.observation_shape) != expected or agent.num_actions != len(recording.action_names):
-            raise ValueError(f"checkpoint {args.checkpoint} is for observations {tuple(agent.observation_shape)} and "
-                             f"{agent.num_actions} actions, the recording has observations {expected} and "
-                             f"{len(recording.action_names)} actions")
-        return agent
-    return recording.load_agent()
+    return analysed_agent(recording, args.checkpoint)
 
 
 def _written(*paths: Any) -> int:
@@ -178,9 +171,11 @@ def _record(args: argparse.Namespace) -> int:
         raise UsageError("give either a CHECKPOINT or --agent NAME (an untrained agent), not both or neither")
     source: dict[str, Any] = {}
     if args.checkpoint:
-        from s3ta.training.checkpoint import load_agent
+        from s3ta.checkpoints import load_agent, skipped_note
 
         agent, checkpoint = load_agent(args.checkpoint)
+        if checkpoint.skipped:
+            print(skipped_note(checkpoint), file=sys.stderr)
         config = checkpoint.config
         env_id = args.env or config.get("env")
         protocol = args.protocol or config.get("protocol", "paper")
@@ -351,9 +346,16 @@ def _inject(args: argparse.Namespace) -> int:
     data = {k: v for k, v in result.items() if not k.startswith("_")}
     data["settings"] = {"sprite": args.sprite, "scale": args.scale, "onset": onset, "start": list(start),
                         "velocity": list(args.velocity), "path": waypoints, "duration": args.duration}
-    print(" ".join(f"{k}={v}" for k, v in data["summary"].items() if not isinstance(v, list)))
+    print(" ".join(f"{k}={_number(v)}" for k, v in data["summary"].items()))
     return _written(write_json(data, out / "inject.json"), plot_inject(recording, data, injected, out / "inject.png"),
                     injected_path)
+
+
+def _number(value: Any) -> str:
+    """A printed value: floats to 4 significant digits (in lists too), everything else as it is."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_number(v) for v in value) + "]"
+    return f"{value:.4g}" if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) else str(value)
 
 
 def _grounding(args: argparse.Namespace) -> int:
@@ -382,7 +384,7 @@ def _grounding(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `s3ta explain ...` on its own (``python -m s3ta.analysis.cli explain ...``)."""
-    parser = argparse.ArgumentParser(prog="s3ta")
+    parser = Parser(prog="s3ta")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,5 +1,5 @@
-"""Helpers shared by the analyses: recorded inputs as tensors, step selection, distances between
-policies, and writing a result as JSON next to its picture."""
+"""Helpers shared by the analyses: the agent an analysis runs, recorded inputs as tensors, step
+selection, distances between policies, and writing a result as JSON next to its picture."""
 
 from __future__ import annotations
 
@@ -14,6 +14,22 @@ import torch
 from s3ta.agents.core import AgentInputs
 from s3ta.analysis.forward import inputs_from_arrays
 from s3ta.analysis.recording import Recording
+
+
+def analysed_agent(recording: Recording, checkpoint: str | None) -> torch.nn.Module:
+    """The agent an analysis of ``recording`` runs: the checkpoint's (file, run directory or zoo:NAME),
+    checked to fit the recording's observations and actions, else the weights stored in the recording."""
+    if not checkpoint:
+        return recording.load_agent()
+    from s3ta.checkpoints import load_agent
+
+    agent, _ = load_agent(checkpoint)
+    expected = tuple(recording.meta["observation_shape"])
+    if tuple(agent.observation_shape) != expected or agent.num_actions != len(recording.action_names):
+        raise ValueError(f"checkpoint {checkpoint} is for observations {tuple(agent.observation_shape)} and "
+                         f"{agent.num_actions} actions, the recording has observations {expected} and "
+                         f"{len(recording.action_names)} actions")
+    return agent
 
 
 def recorded_inputs(recording: Recording, obs: np.ndarray | None = None) -> AgentInputs:

@@ -151,15 +151,15 @@ def inject(agent: nn.Module, recording: Recording, sprite: Sprite, where: list[t
     injected_obs, masks = inject_frames(obs, sprite, where)
     control = replay(agent, recorded_inputs(recording))
     injected = replay(agent, recorded_inputs(recording, injected_obs))
-    kl = kl_divergence(control.output.policy_logits[:, 0], injected.output.policy_logits[:, 0]).numpy()
-    flip = (control.output.policy_logits[:, 0].argmax(-1) != injected.output.policy_logits[:, 0].argmax(-1)).numpy()
+    kl = kl_divergence(control.output.policy_logits[:, 0], injected.output.policy_logits[:, 0]).cpu().numpy()
+    flip = (control.output.policy_logits[:, 0].argmax(-1) != injected.output.policy_logits[:, 0].argmax(-1)).cpu().numpy()
     present = np.array([p is not None and masks[t].any() for t, p in enumerate(where)])
     result: dict[str, Any] = {
         "sprite_area_px": int(sprite.mask.sum()),
         "present": present.tolist(),
         "positions": [list(p) if p is not None else None for p in where],
         "kl": kl.tolist(), "flip": flip.tolist(),
-        "value_change": (injected.output.baseline[:, 0] - control.output.baseline[:, 0]).numpy().tolist(),
+        "value_change": (injected.output.baseline[:, 0] - control.output.baseline[:, 0]).cpu().numpy().tolist(),
     }
     height, width = obs.shape[-2:]
     if injected.output.attention is not None:
@@ -167,8 +167,10 @@ def inject(agent: nn.Module, recording: Recording, sprite: Sprite, where: list[t
         mass_injected = np.zeros((len(where), heads))
         mass_control = np.zeros((len(where), heads))
         for t in np.flatnonzero(present):
-            mass_injected[t] = (pixel_mass(injected.output.attention[t, 0].numpy(), height, width) * masks[t]).sum((-1, -2))
-            mass_control[t] = (pixel_mass(control.output.attention[t, 0].numpy(), height, width) * masks[t]).sum((-1, -2))
+            mass_injected[t] = (pixel_mass(injected.output.attention[t, 0].cpu().numpy(), height, width)
+                                * masks[t]).sum((-1, -2))
+            mass_control[t] = (pixel_mass(control.output.attention[t, 0].cpu().numpy(), height, width)
+                               * masks[t]).sum((-1, -2))
         result["mass_on_sprite"] = {"injected": mass_injected.tolist(), "control": mass_control.tolist()}
         result["area_fraction"] = (masks.sum((-1, -2)) / (height * width)).tolist()
     summary = {"steps_with_sprite": int(present.sum())}
@@ -192,13 +194,13 @@ def injected_recording(recording: Recording, result: dict[str, Any]) -> Recordin
     arrays = dict(recording.arrays)
     arrays["obs"] = result["_injected_obs"]
     logits = output.policy_logits[:, 0].float()
-    arrays["policy_logits"] = logits.numpy()
-    arrays["action_probs"] = torch.softmax(logits, -1).numpy()
-    arrays["value"] = output.baseline[:, 0].numpy()
+    arrays["policy_logits"] = logits.cpu().numpy()
+    arrays["action_probs"] = torch.softmax(logits, -1).cpu().numpy()
+    arrays["value"] = output.baseline[:, 0].cpu().numpy()
     for name in ("attention", "queries", "content_logits", "spatial_logits"):
         value = getattr(output, name)
         if value is not None:
-            arrays[name] = value[:, 0].numpy()
+            arrays[name] = value[:, 0].cpu().numpy()
     meta = dict(recording.meta)
     meta["source"] = dict(meta["source"], injected_from=str(recording.path))
     return Recording(meta, arrays, None, recording.weights)

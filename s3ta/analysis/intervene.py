@@ -121,9 +121,9 @@ def apply_mask(obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
 # --- running -----------------------------------------------------------------------------------
 def _metrics(clean_logits: Tensor, clean_value: Tensor, logits: Tensor, value: Tensor) -> dict[str, np.ndarray]:
     return {
-        "kl": kl_divergence(clean_logits, logits).numpy(),
-        "flip": (clean_logits.argmax(-1) != logits.argmax(-1)).numpy(),
-        "value_change": (value - clean_value).numpy(),
+        "kl": kl_divergence(clean_logits, logits).cpu().numpy(),
+        "flip": (clean_logits.argmax(-1) != logits.argmax(-1)).cpu().numpy(),
+        "value_change": (value - clean_value).cpu().numpy(),
     }
 
 

@@ -15,6 +15,7 @@ K ground-truth boxes (NaN-padded), R RAM bytes.
 from __future__ import annotations
 
 import datetime
+import contextlib
 import errno
 import json
 import shutil
@@ -159,8 +160,15 @@ class Recording:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         if directory.is_dir() and not any(directory.iterdir()):  # an empty directory (a shell's cwd, say) stays
-            for path in staging.iterdir():
-                path.rename(directory / path.name)
+            try:
+                for path in staging.iterdir():
+                    path.rename(directory / path.name)
+            except BaseException:  # it would not take the files: leave it empty and no staging behind
+                for name in (ARRAYS, WEIGHTS, INDEX):
+                    with contextlib.suppress(OSError):
+                        (directory / name).unlink(missing_ok=True)
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             staging.rmdir()
         else:
             if directory.exists():  # the recording being replaced
@@ -186,7 +194,9 @@ def check_save_target(directory: str | Path, replace: bool) -> None:
                                     "viewer and analyses in it go with it), or choose another --out")
     elif directory.is_dir() and any(directory.iterdir()):
         raise OutputExistsError(f"{directory} is not empty and holds no recording; choose a new or empty directory")
-    writable_dir(directory.parent)
+    writable_dir(directory.parent)  # the staging directory is made beside it
+    if directory.is_dir():  # an empty directory is filled in place: it must take files too (a read-only one does not)
+        writable_dir(directory)
 
 
 def load_recording(directory: str | Path) -> Recording:

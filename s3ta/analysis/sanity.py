@@ -95,7 +95,7 @@ def _maps(agent: nn.Module, recording: Recording, steps: Sequence[int], saliency
     with torch.no_grad():  # one replay up to the last step needed, for the attention and the saliency
         clean = replay(agent, AgentInputs(*(x[:max(steps) + 1] for x in recorded_inputs(recording))))
     if agents.is_attention_agent(agent):
-        attention = clean.output.attention[:, 0].numpy()[list(steps)]  # [S, N, h, w]
+        attention = clean.output.attention[:, 0].cpu().numpy()[list(steps)]  # [S, N, h, w]
         for n in range(attention.shape[1]):
             out[f"head {n}"] = attention[:, n]
         out["heads mean"] = attention.mean(1)

@@ -52,10 +52,13 @@ class GymEnv:
             raise RuntimeError(
                 f"s3ta needs gymnasium >= 1.1 (same-step autoreset), found {gymnasium.__version__}"
             )
-        self._env = gymnasium.vector.SyncVectorEnv(
-            [partial(gymnasium.make, env_id, **kwargs) for _ in range(self.num_envs)],
-            autoreset_mode=autoreset.SAME_STEP,
-        )
+        try:
+            self._env = gymnasium.vector.SyncVectorEnv(
+                [partial(gymnasium.make, env_id, **kwargs) for _ in range(self.num_envs)],
+                autoreset_mode=autoreset.SAME_STEP,
+            )
+        except gymnasium.error.DependencyNotInstalled as error:  # e.g. CarRacing without Box2D: say what to install
+            raise ValueError(f"{env_id} needs a package that is not installed: {error}") from None
         try:
             self._layout = image_layout(self._env.single_observation_space)
             action_space = self._env.single_action_space

@@ -1,7 +1,7 @@
 """Scores and reports: evaluating checkpoints (``evaluate``), grids of training runs
 (``experiment``; ``ray_experiment`` on a Ray cluster), reports over run directories (``report``,
-``plots``), the statistics they use (``metrics``) and the reference scores that normalise raw
-scores (``reference``).
+``plots``), training runs' logs (``runlog``), the statistics they use (``metrics``) and the reference
+scores that normalise raw scores (``reference``).
 """
 
 from s3ta.evaluation.metrics import (

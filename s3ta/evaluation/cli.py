@@ -13,7 +13,7 @@ from typing import Any
 from s3ta.cli import UsageError, command, non_negative_float, positive_float, positive_int
 from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, DEFAULT_POLICY
 from s3ta.evaluation.experiment import AXES, Grid, format_cell_results, read_grid_file, run_experiment
-from s3ta.training.cli import add_config_flags
+from s3ta.training.cli import TIME_LIMIT_EXIT, add_config_flags, parse_duration
 from s3ta.training.config import TrainConfig
 
 GRID_FLAGS = ("envs", "agents", "seeds", "total_frames", "eval_episodes", "eval_greedy")  # Grid fields
@@ -70,6 +70,17 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N), for --shard."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"a shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
 # --- s3ta experiment --------------------------------------------------------------------------
 
 def _register_experiment(subparsers) -> None:
@@ -93,6 +104,15 @@ def _register_experiment(subparsers) -> None:
     p.add_argument("--eval-greedy", action="store_true", default=None,
                    help=f"evaluate with argmax actions (default: {DEFAULT_POLICY} actions)")
     p.add_argument("--out", required=True, help="experiment directory")
+    p.add_argument("--config", dest="grid_config", metavar="FILE_OR_PRESET",
+                   help="training settings of every run from a preset (e.g. atari-small, recorded as its version) or a "
+                        "config.json; the grid's axes (env, agent, seed, frames) and flags override it")
+    p.add_argument("--time-limit", type=parse_duration, default=None, metavar="DURATION",
+                   help="stop after this much wall-clock time (e.g. 2h50m), the running cell with a checkpoint; run "
+                        f"the same command again to go on (exit status {TIME_LIMIT_EXIT})")
+    p.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="run only cells I, I + N, I + 2N, ... of the grid (0-based): N commands side by side, e.g. "
+                        "--shard 0/2 and --shard 1/2, train N cells at a time (default 0/1, every cell)")
     p.add_argument("--backend", dest="cells_backend", choices=("local", "ray"), default="local",
                    help="where cells run: local = one after another in this process; ray = as Ray tasks across the "
                         "cluster, each cell training with its own local actors (default local)")
@@ -113,6 +133,11 @@ def grid_from_args(args: argparse.Namespace):
     values: dict[str, Any] = read_grid_file(args.grid) if args.grid else {}
     values.update({key: getattr(args, key) for key in GRID_FLAGS if getattr(args, key) is not None})
     train = dict(values.get("train", {}))
+    if getattr(args, "grid_config", None):  # a preset or config.json under the file's and the flags' settings
+        from s3ta.training.config import config_source
+
+        base = {k: v for k, v in config_source(args.grid_config).items() if k not in AXES}
+        train = {**base, **train}
     train.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                   if f.name in vars(args) and f.name not in AXES})
     if isinstance(train.get("agent_overrides"), list):  # --agent-config KEY=VALUE pairs
@@ -145,8 +170,11 @@ def _experiment(args: argparse.Namespace) -> int:
         results = run_experiment_ray(grid, args.out, address=args.cells_ray_address,
                                      cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
     else:
-        results = run_experiment(grid, args.out)
+        results = run_experiment(grid, args.out, time_limit=args.time_limit, shard=args.shard)
     print(format_cell_results(results, len(cells)))
+    if args.time_limit is not None and any(r.status == "interrupted" for r in results):
+        print("time limit: run the same command again to go on", file=sys.stderr)
+        return TIME_LIMIT_EXIT
     if any(r.status == "interrupted" for r in results):
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

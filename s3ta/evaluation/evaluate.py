@@ -149,10 +149,10 @@ def read_episode_returns(eval_dir: str | Path) -> np.ndarray:
 def run_dir_of(checkpoint_path: Path) -> Path:
     """The run directory holding a checkpoint file (``RUN/checkpoints/ckpt-*.pt`` -> ``RUN``); for a zoo
     agent's weights, ``runs/zoo/NAME`` under the working directory (never the installed package)."""
-    from s3ta import zoo
+    from s3ta.checkpoints import ZOO_DIR
 
     parent = checkpoint_path.parent
-    if parent.parent.resolve() == zoo.ZOO_DIR.resolve():
+    if parent.parent.resolve() == ZOO_DIR.resolve():
         return Path("runs") / "zoo" / parent.name
     return parent.parent if parent.name == "checkpoints" else parent
 
@@ -161,7 +161,9 @@ def evaluate_checkpoint(checkpoint: str | Path, episodes: int, *, env: str | Non
                         protocol: str | None = None, seed: int | None = None, greedy: bool = False,
                         num_envs: int | None = None, out: str | Path | None = None,
                         progress: bool = True, replace: bool = True) -> tuple[dict[str, Any], list[Episode]]:
-    """Evaluate a checkpoint file or a run directory's newest checkpoint; save and return the results.
+    """Evaluate a checkpoint file, ``zoo:NAME`` or a run directory's newest checkpoint that loads (newer
+    ones that do not are skipped and named in the summary's ``skipped_checkpoints``); save and return the
+    results.
 
     Defaults come from the checkpoint's training config: its env, its protocol and its seed (so
     the evaluation episodes are reproducible). ``num_envs`` defaults to min(episodes, 8). Results
@@ -172,8 +174,8 @@ def evaluate_checkpoint(checkpoint: str | Path, episodes: int, *, env: str | Non
     from tqdm import tqdm
 
     from s3ta import envs
+    from s3ta.checkpoints import load_agent, skipped_note
     from s3ta.outputs import refuse_to_replace, writable_dir
-    from s3ta.training.checkpoint import load_agent
 
     agent, ckpt = load_agent(checkpoint)
     config = ckpt.config
@@ -216,6 +218,7 @@ def evaluate_checkpoint(checkpoint: str | Path, episodes: int, *, env: str | Non
     summary = {
         "env": env_id, "game": game_name(env_id), "agent": ckpt.agent["name"],
         "checkpoint": str(ckpt.path), "checkpoint_frames": int(ckpt.counters.get("frames", 0)),
+        **({"skipped_checkpoints": skipped_note(ckpt)} if ckpt.skipped else {}),
         "train_total_frames": config.get("total_frames"), "train_seed": config.get("seed"),
         "protocol": protocol, "seed": seed, "policy": "greedy" if greedy else "sampled",
         "num_envs": num_envs, "frames_per_step": frames_per_step,
@@ -249,6 +252,8 @@ def format_results(summary: dict[str, Any], episodes: list[Episode]) -> str:
     lines.append(f"{summary['env']} ({summary['agent']}, {summary['checkpoint_frames']:,} frames trained), "
                  f"{summary['episodes']} episodes, protocol {summary['protocol']}, {summary['policy']} actions, "
                  f"seed {summary['seed']}")
+    if summary.get("skipped_checkpoints"):
+        lines.append(summary["skipped_checkpoints"])
     lines.append(f"raw score: mean {_fmt(ret['mean'])}  {pct}% CI [{_fmt(ret['ci_low'])}, {_fmt(ret['ci_high'])}]"
                  f"  (std {_fmt(ret['std'])}, min {_fmt(ret['min'])}, max {_fmt(ret['max'])});"
                  f" mean length {summary['length']['mean']:.1f} steps")

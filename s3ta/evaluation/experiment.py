@@ -5,15 +5,19 @@ ray_experiment), each finished cell evaluated.
 Resumable by running the same command again: a cell that finished training and holds an
 evaluation with the requested settings is skipped; a finished cell without one is only evaluated;
 a cell with a checkpoint resumes from it; a cell whose saved config contradicts the grid is
-reported and left alone. The trainer and the evaluator are parameters (``train_fn``,
+reported and left alone. Long grids run across sessions with a time limit (the running cell stops
+with a checkpoint, the next command resumes it) and in shards (cells i, i + n, ...: n commands
+side by side run n cells at a time). The trainer and the evaluator are parameters (``train_fn``,
 ``evaluate_fn``) so that tests can run the bookkeeping with fakes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,21 +228,40 @@ def write_grid(grid: Grid, root: str | Path) -> Path:
     return root
 
 
+def shard_cells(cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
+    """Shard (i, n) of ``cells``: cells i, i + n, i + 2n, ... (n commands side by side cover them all once)."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
+    return cells[index::count]
+
+
 def run_experiment(grid: Grid, root: str | Path, *, train_fn: TrainFn | None = None,
-                   evaluate_fn: EvaluateFn | None = None, log: Callable[[str], None] = print) -> list[CellResult]:
-    """Run every cell of ``grid`` under ``root`` in order; stop at the first interrupted cell.
+                   evaluate_fn: EvaluateFn | None = None, log: Callable[[str], None] = print,
+                   time_limit: float | None = None, shard: tuple[int, int] = (0, 1)) -> list[CellResult]:
+    """Run the cells of ``grid`` (of ``shard``, see ``shard_cells``) under ``root`` in order; stop at the
+    first interrupted cell.
 
     A cell whose training or evaluation raises an error is reported as "failed" and the next
-    cell runs. ``root/grid.json`` records the grid (``s3ta experiment --grid ROOT/grid.json``
-    repeats it).
+    cell runs. ``time_limit`` (seconds of wall clock) is shared by the cells: each trains with what is
+    left (``train(..., time_limit=...)`` stops it with a checkpoint), and none starts once it is spent.
+    ``root/grid.json`` records the grid (``s3ta experiment --grid ROOT/grid.json`` repeats it).
     """
     train_fn = train_fn or default_train()
     evaluate_fn = evaluate_fn or default_evaluate
+    cells = shard_cells(grid.cells(), shard)
     root = write_grid(grid, root)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     results = []
-    cells = grid.cells()
     for i, cell in enumerate(cells, 1):
-        result = try_cell(grid, cell, root, train_fn=train_fn, evaluate_fn=evaluate_fn,
+        cell_train = train_fn
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                results.append(CellResult(cell, cell.run_dir(root), "interrupted", "the time limit was spent"))
+                break
+            cell_train = functools.partial(train_fn, time_limit=left)  # the cell trains with what is left
+        result = try_cell(grid, cell, root, train_fn=cell_train, evaluate_fn=evaluate_fn,
                           log=lambda message: log(f"[{i}/{len(cells)}] {message}"))
         results.append(result)
         if result.status in ("failed", "interrupted"):

@@ -94,7 +94,7 @@ def run_learning_curve(run_dir: str | Path, path: str | Path, title: str = "", b
 
     from s3ta.evaluation.metrics import binned_mean
     from s3ta.evaluation.reference import reference_for
-    from s3ta.evaluation.report import read_training_episodes
+    from s3ta.evaluation.runlog import read_training_episodes
 
     run_dir = Path(run_dir)
     frames, returns = read_training_episodes(run_dir)

@@ -26,6 +26,7 @@ import numpy as np
 from s3ta.evaluation import metrics
 from s3ta.evaluation.evaluate import EPISODES_CSV, EVAL_DIR, SUMMARY_JSON, read_episode_returns
 from s3ta.evaluation.reference import Reference, game_name, paper_results, reference_for
+from s3ta.evaluation.runlog import read_metrics, read_training_episodes  # noqa: F401 - re-exported for scripts
 
 SUITES = {
     "atari": ("Atari games, human-normalised score (HNS)",
@@ -97,41 +98,6 @@ def find_runs(roots: list[str | Path]) -> list[Run]:
                 returns = read_episode_returns(run_dir / EVAL_DIR)
             found[run_dir.resolve()] = Run(run_dir, config, (summary or {}).get("env", config["env"]), summary, returns)
     return sorted(found.values(), key=lambda r: (r.game, r.agent, r.total_frames, r.seed, str(r.run_dir)))
-
-
-def read_metrics(run_dir: str | Path, kind: str) -> list[dict]:
-    """The records of ``kind`` ("episode" or "update") in ``run_dir/metrics.jsonl``, in frame order.
-
-    A resumed run appends to the file from its checkpoint's frame count; records logged after that
-    checkpoint by the interrupted attempt are dropped where the frame count goes back. Lines cut
-    short by a crash are skipped.
-    """
-    path = Path(run_dir) / "metrics.jsonl"
-    records: list[dict] = []
-    if not path.exists():
-        return records
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("kind") != kind:
-                continue
-            # Several episodes share an update's frame count; updates have one each.
-            went_back = records and (record["frames"] < records[-1]["frames"] or
-                                     (kind == "update" and record["frames"] == records[-1]["frames"]))
-            if went_back:  # a resumed attempt supersedes what was logged from its frame count on
-                while records and records[-1]["frames"] >= record["frames"]:
-                    records.pop()
-            records.append(record)
-    return records
-
-
-def read_training_episodes(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(frames [K], raw returns [K]) of the training episodes in ``run_dir/metrics.jsonl`` (``read_metrics``)."""
-    episodes = read_metrics(run_dir, "episode")
-    return (np.array([float(r["frames"]) for r in episodes]), np.array([float(r["return"]) for r in episodes]))
 
 
 MAX_CURVE_BINS = 25

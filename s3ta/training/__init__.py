@@ -1,10 +1,11 @@
 """IMPALA training of s3ta agents: ``train(config, run_dir, resume=False)``.
 
-Modules: config (TrainConfig), actor (unrolls), learner (one update), runners (serial and
-parallel acting), ray_runner (actors on a Ray cluster; needs Ray), monitor (logs, progress),
-checkpoint (save/load), errors (the faults a run ends in), loop (the run), distributed
-(data-parallel learners), demo. ``train`` and ``DONE_MARKER`` load the loop (and torch) on first
-use, so that the torch-free modules (config, errors) can be imported without it.
+Modules: config (TrainConfig), actor (unrolls), batch (the batch's way to each learner's device),
+learner (one update), runners (serial and parallel acting), ray_runner (actors on a Ray cluster;
+needs Ray), monitor (logs, progress), checkpoint (save/load), errors (the faults a run ends in),
+loop (the run), distributed (data-parallel learners), demo. ``train`` and ``DONE_MARKER`` load the
+loop (and torch) on first use, so that the torch-free modules (config, errors) can be imported
+without it.
 """
 
 from typing import Any

@@ -38,16 +38,20 @@ def unroll_specs(unroll_length: int, num_envs: int, observation_shape, num_actio
     }
 
 
-def allocate_unroll(specs: dict, shared: bool = False) -> dict[str, Tensor]:
-    tensors = {name: torch.zeros(shape, dtype=dtype) for name, (shape, dtype) in specs.items()}
+def allocate_unroll(specs: dict, shared: bool = False, pin: bool = False) -> dict[str, Tensor]:
+    """Zeroed host tensors of ``specs``, in memory shared between processes or pinned for GPU copies."""
+    tensors = {name: torch.zeros(shape, dtype=dtype, pin_memory=pin) for name, (shape, dtype) in specs.items()}
     if shared:
         for tensor in tensors.values():
             tensor.share_memory_()
     return tensors
 
 
-def allocate_state(agent: nn.Module, num_envs: int, shared: bool = False) -> State:
+def allocate_state(agent: nn.Module, num_envs: int, shared: bool = False, pin: bool = False) -> State:
+    """The agent's initial state for ``num_envs`` on the host, shared or pinned as ``allocate_unroll``."""
     state = tuple(s.detach().clone().cpu() for s in agent.initial_state(num_envs))
+    if pin:
+        state = tuple(s.pin_memory() for s in state)
     if shared:
         for tensor in state:
             tensor.share_memory_()

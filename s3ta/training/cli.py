@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s3ta.cli import command, positive_int
-from s3ta.training.config import TrainConfig
+from s3ta.training.config import MACHINE_SETTINGS, TrainConfig
 from s3ta.training.demo import DEMO_SETTINGS, EVAL_EPISODES
 from s3ta.training.errors import CheckpointError, NonFiniteLossError
 
@@ -118,17 +118,19 @@ def _run_train(args: argparse.Namespace) -> int:
     from s3ta.training.loop import train
 
     given = {k for k in vars(args) if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    machine = None
     if args.resume and (Path(args.out) / "config.json").exists():
-        # The saved config is the run's; only the frame budget may change. Name what is ignored.
-        ignored = sorted(given - {"total_frames"}) + (["config"] if args.config else [])
+        # The saved config is the run's; the frame budget and this machine's settings may change. Name what is ignored.
+        ignored = sorted(given - {"total_frames", *MACHINE_SETTINGS}) + (["config"] if args.config else [])
         if ignored:
             flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
             print(f"note: --resume keeps the settings saved in {Path(args.out) / 'config.json'}; ignored: {flags}",
                   file=sys.stderr)
         config = TrainConfig()
+        machine = {name: getattr(args, name) for name in MACHINE_SETTINGS if name in given}
     else:
         config = config_from_args(args)
-    summary = train(config, args.out, resume=args.resume, time_limit=args.time_limit,
+    summary = train(config, args.out, resume=args.resume, time_limit=args.time_limit, machine=machine,
                     total_frames=getattr(args, "total_frames", None) if args.resume else None)
     if summary["interrupted_by"] == "time-limit":
         print(f"stopped by the time limit at {summary['frames']:,} frames; checkpoint {summary['checkpoint']}. "
@@ -157,7 +159,8 @@ def register(subparsers) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its newest readable checkpoint, with its saved config; "
                             "--total-frames N extends (or shortens) its budget, the learning-rate schedule following "
-                            "the new total; other flags are ignored")
+                            "the new total; --device, --num-learners, --num-actors and --envs-per-actor set this "
+                            "machine's (recorded in attempts.json); other flags are ignored")
     train.add_argument("--config", metavar="FILE_OR_PRESET",
                        help="start from a config.json (e.g. of an earlier run) or a shipped preset "
                             "(`s3ta list` names them, e.g. atari-small); flags override it")

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 
+MACHINE_SETTINGS = ("device", "num_learners", "num_actors", "envs_per_actor")
+"""Fields that say how this machine runs a run, not what the run learns: `--resume` takes them from the
+command line, so that a run may continue on another machine (a GPU box, then a laptop)."""
+
+
 def default_num_actors(cores: int | None = None) -> int:
     """One actor process per core but one (of ``cores``, default this machine's), at least one. The
     learner's threads use all cores: on CPU, learning costs ~3x acting per step, so actors spend most
@@ -111,7 +116,8 @@ class TrainConfig:
     def __post_init__(self):
         from s3ta import agents  # local: keep the config importable without torch start-up cost
 
-        agents.config_for(self.agent, **self.agent_overrides)  # raises a clear error
+        check_override_types(agents.config_for(self.agent), self.agent_overrides)
+        agents.config_for(self.agent, **self.agent_overrides)  # unknown fields, the agent's own checks
         requirements = {  # field: (holds, the valid range as the message states it)
             "total_frames": (self.total_frames > 0, "> 0"), "unroll_length": (self.unroll_length > 0, "> 0"),
             "batch_size": (self.batch_size > 0, "> 0"), "num_actors": (self.num_actors > 0, "> 0"),
@@ -143,6 +149,9 @@ class TrainConfig:
             raise ValueError(f"num_learners must be >= 1 and divide batch_size (each learner takes batch_size / "
                              f"num_learners unrolls), got num_learners={self.num_learners}, "
                              f"batch_size={self.batch_size}")
+        if self.mode == "serial" and self.num_learners > 1:
+            raise ValueError(f"num_learners must be 1 in mode 'serial' (acting and learning alternate in one "
+                             f"process), got {self.num_learners}; several learners need mode 'parallel'")
 
     @property
     def actor_batch(self) -> int:
@@ -173,6 +182,37 @@ class TrainConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read training config {path}: {error}") from None
+
+
+_KINDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          str: ("a string", "strings")}  # a field's type as an error message names it, alone and in a list
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether ``value`` (a JSON value) has the type of the field whose default is ``default``."""
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and (not default or all(_fits(item, default[0]) for item in value))
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def check_override_types(agent_config: Any, overrides: dict[str, Any]) -> None:
+    """Raise a one-line ValueError for an override whose type is not its field's (``num_heads="abc"``,
+    ``conv_channels=16``), before the agent's own checks meet it as a TypeError."""
+    defaults = {f.name: getattr(agent_config, f.name) for f in dataclasses.fields(agent_config)}
+    for name, value in overrides.items():
+        default = defaults.get(name)
+        if name not in defaults or _fits(value, default):
+            continue
+        if isinstance(default, tuple):
+            kind = f"a list of {_KINDS[type(default[0])][1]}" if default else "a list"
+        else:
+            kind = _KINDS.get(type(default), (type(default).__name__,))[0]
+        example = json.dumps(list(default) if isinstance(default, tuple) else default)
+        raise ValueError(f"agent config {name} must be {kind} like {example}, got {value!r}")
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

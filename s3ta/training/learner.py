@@ -1,7 +1,8 @@
 """Learning: one IMPALA update from a batch of unrolls [T + 1, B] — forward the agent from the
 unrolls' initial state, re-align "step t" with "transition t -> t+1", V-trace loss, RMSProp step.
-``learn`` is made of pieces (forward_loss, check_finite, clip_and_step, update_stats) that the
-data-parallel learner in s3ta.training.distributed reuses around its all-reduces.
+``learn`` is made of pieces (forward_loss, stats_vector, finish_update) that the data-parallel
+learner in s3ta.training.distributed reuses around its all-reduces. An update waits for its device
+once: ``read_stats`` reads all its numbers at once, and the finiteness checks use what it read.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from s3ta.training.errors import NonFiniteLossError
 
 
 LOSS_TERMS = ("total", "policy_gradient", "baseline", "entropy")  # LossOutput's sums over T and B; the rest are means
+REPORTED = {"total": "loss/total", "policy_gradient": "loss/policy_gradient", "baseline": "loss/baseline",
+            "entropy": "loss/entropy", "mean_policy_entropy": "policy_entropy",
+            "mean_abs_advantage": "mean_abs_advantage", "mean_clipped_rho": "mean_clipped_rho"}
+"""The LossOutput fields an update reports, and their names in the log."""
 SMALL_STEP_FLOPS = 5e8
 """A time step of the agent's loop (forward, at the learner's batch) under this many FLOPs runs on one CPU
 thread: its many small operators lose more to waking the other threads than they gain from them."""
@@ -100,33 +105,47 @@ def forward_loss(agent: nn.Module, batch: dict[str, Tensor], initial_state: Stat
     return loss, head_entropy
 
 
-def check_finite(loss: LossOutput) -> None:
-    """Raise NonFiniteLossError (before any gradient is taken) when the loss is NaN or Inf."""
-    if not torch.isfinite(loss.total):
-        raise NonFiniteLossError(f"the loss became {loss.total.item()} (policy {loss.policy_gradient.item():.4g}, "
-                                 f"baseline {loss.baseline.item():.4g}, entropy {loss.entropy.item():.4g})")
+def stats_vector(loss: LossOutput, head_entropy: Tensor | None) -> Tensor:
+    """[len(REPORTED) + N] fp32, detached, on the loss's device: the reported loss terms (sums over T and
+    B), the diagnostics and each head's attention entropy (means). One tensor, so that data-parallel ranks
+    add theirs up in one all-reduce and the host reads it in one transfer."""
+    terms = torch.stack([getattr(loss, field).detach().float() for field in REPORTED])
+    return terms if head_entropy is None else torch.cat([terms, head_entropy.detach().float()])
 
 
-def clip_and_step(agent: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                  config: TrainConfig) -> tuple[Tensor, float]:
-    """Clip the global gradient norm, take the optimizer and scheduler steps; (norm before clipping, lr used)."""
+def read_stats(vector: Tensor, grad_norm: Tensor, lr: float, shards: int = 1) -> dict[str, float]:
+    """The numbers one update reports, from ``stats_vector`` and the gradient norm: read from the device
+    in one transfer, the update's one wait for it. ``vector`` may be the sum of ``shards`` equal shards'
+    vectors: the sums add up, the means are divided by ``shards``."""
+    numbers = torch.cat([vector, grad_norm.detach().float().reshape(1)]).tolist()
+    grad_norm_value = numbers.pop()
+    stats = {name: numbers[i] / (1 if field in LOSS_TERMS else shards)
+             for i, (field, name) in enumerate(REPORTED.items())}
+    stats.update({"grad_norm": grad_norm_value, "learning_rate": lr})
+    for head, entropy in enumerate(numbers[len(REPORTED):]):
+        stats[f"attention_entropy/head{head}"] = entropy / shards
+    return stats
+
+
+def check_finite(stats: dict[str, float]) -> None:
+    """Raise NonFiniteLossError when an update's loss or gradient norm (``read_stats``) is NaN or Inf."""
+    if not math.isfinite(stats["loss/total"]):
+        raise NonFiniteLossError(f"the loss became {stats['loss/total']} (policy {stats['loss/policy_gradient']:.4g}, "
+                                 f"baseline {stats['loss/baseline']:.4g}, entropy {stats['loss/entropy']:.4g})")
+    if not math.isfinite(stats["grad_norm"]):
+        raise NonFiniteLossError(f"the gradient norm became {stats['grad_norm']}")
+
+
+def finish_update(agent: nn.Module, optimizer: torch.optim.Optimizer, scheduler, vector: Tensor,
+                  config: TrainConfig, shards: int = 1) -> dict[str, float]:
+    """After the backward pass: clip the global gradient norm, read the update's numbers (``read_stats``),
+    and take the optimizer and schedule steps unless the loss or the gradient norm is NaN or Inf, which
+    raises NonFiniteLossError with the weights and the optimizer state unchanged."""
     grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), config.grad_norm_clip or math.inf)
-    if not torch.isfinite(grad_norm):
-        raise NonFiniteLossError(f"the gradient norm became {grad_norm.item()}")
-    lr = optimizer.param_groups[0]["lr"]
+    stats = read_stats(vector, grad_norm, optimizer.param_groups[0]["lr"], shards)
+    check_finite(stats)
     optimizer.step()
     scheduler.step()
-    return grad_norm, lr
-
-
-def update_stats(loss: LossOutput, head_entropy: Tensor | None, grad_norm: Tensor, lr: float) -> dict[str, float]:
-    """The numbers one update reports (loss terms, diagnostics, per-head attention entropy)."""
-    stats = {f"loss/{k}": v.item() for k, v in loss._asdict().items() if k in LOSS_TERMS}
-    stats.update({"policy_entropy": loss.mean_policy_entropy.item(), "mean_abs_advantage": loss.mean_abs_advantage.item(),
-                  "mean_clipped_rho": loss.mean_clipped_rho.item(), "grad_norm": grad_norm.item(), "learning_rate": lr})
-    if head_entropy is not None:
-        for head, entropy in enumerate(head_entropy.tolist()):
-            stats[f"attention_entropy/head{head}"] = entropy
     return stats
 
 
@@ -178,10 +197,8 @@ def learn(agent: nn.Module, optimizer: torch.optim.Optimizer, scheduler, batch: 
         cut = encoded.detach().requires_grad_()
     with torch_threads(unroll_threads) if unroll_threads is not None else nullcontext():
         loss, head_entropy = forward_loss(agent, batch, initial_state, config, encoded=cut)
-        check_finite(loss)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
     if encoded is not None:
         encoded.backward(cut.grad)
-    grad_norm, lr = clip_and_step(agent, optimizer, scheduler, config)
-    return update_stats(loss, head_entropy, grad_norm, lr)
+    return finish_update(agent, optimizer, scheduler, stats_vector(loss, head_entropy), config)

@@ -1,13 +1,18 @@
 """The training loop: set up a run directory, build or restore the agent, pull batches of unrolls
 from a runner, update, report, and checkpoint periodically, at the end and on SIGINT/SIGTERM.
+A run may continue on another machine: each attempt's machine settings are its own, and
+``attempts.json`` records them beside ``config.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import math
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -16,19 +21,13 @@ from typing import Any
 import torch
 
 from s3ta import agents, envs
+from s3ta.checkpoints import newest_valid_checkpoint
 from s3ta.outputs import creatable_dir
 from s3ta.precision import resolve_precision
 from s3ta.runtime import tune_allocator
-from s3ta.training.checkpoint import (
-    CheckpointError,
-    check_compatible,
-    checkpoint_dir,
-    list_checkpoints,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from s3ta.training.config import TrainConfig
+from s3ta.training.checkpoint import CheckpointError, check_compatible, latest_checkpoint, save_checkpoint
+from s3ta.training.batch import LearnerBatch
+from s3ta.training.config import MACHINE_SETTINGS, TrainConfig
 from s3ta.training.learner import (
     NonFiniteLossError,
     choose_unroll_threads,
@@ -41,6 +40,7 @@ from s3ta.training.monitor import Monitor
 from s3ta.training.runners import ParallelRunner, SerialRunner
 
 DONE_MARKER = "DONE"
+ATTEMPTS = "attempts.json"  # one record per call of train() on the run: its machine, device and first frame
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +49,28 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but torch sees no CUDA device")
     return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """What the start line and attempts.json call ``device``: "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def record_attempt(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Append ``record`` to ``run_dir/attempts.json`` (written atomically) and return every attempt's."""
+    path = run_dir / ATTEMPTS
+    try:
+        attempts = json.loads(path.read_text()) if path.exists() else []
+    except (OSError, json.JSONDecodeError):
+        attempts = []  # a torn file from a machine that died mid-write: the record starts again
+    attempts.append(record)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(attempts, indent=2) + "\n")
+    os.replace(tmp, path)
+    return attempts
 
 
 def probe_env(config: TrainConfig) -> tuple[tuple[int, int, int], int, int]:
@@ -122,39 +144,35 @@ def _restore_rng(state: dict[str, Any]) -> None:
 
 
 def _episodes(batch: dict[str, torch.Tensor]) -> list[tuple[float, int]]:
-    """Episodes that ended inside this batch (step 0 repeats the previous batch and is skipped)."""
-    returns = batch["episode_return"][1:].cpu()
-    lengths = batch["episode_length"][1:].cpu()
+    """Episodes that ended inside this host batch (step 0 repeats the previous batch and is skipped)."""
+    returns = batch["episode_return"][1:]
+    lengths = batch["episode_length"][1:]
     ended = ~torch.isnan(returns)
     return list(zip(returns[ended].tolist(), lengths[ended].tolist()))
 
 
-def newest_valid_checkpoint(run_dir: Path) -> tuple[Any, list[tuple[Path, str]]]:
-    """The newest checkpoint of ``run_dir`` that loads, and the (path, reason) of newer ones skipped.
-    Raises CheckpointError when checkpoints exist but none loads."""
-    skipped: list[tuple[Path, str]] = []
-    for path in reversed(list_checkpoints(run_dir)):
-        try:
-            return load_checkpoint(path), skipped
-        except CheckpointError as error:
-            skipped.append((path, str(error)))
-    if skipped:
-        raise CheckpointError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {skipped[0][1]}"
-                              + (f" (and {len(skipped) - 1} older)" if len(skipped) > 1 else ""))
-    return None, skipped
-
-
-def prepare_run(config: TrainConfig, run_dir: Path, resume: bool,
-                total_frames: int | None = None) -> tuple[TrainConfig, Any, list[str]]:
+def prepare_run(config: TrainConfig, run_dir: Path, resume: bool, total_frames: int | None = None,
+                machine: dict[str, Any] | None = None) -> tuple[TrainConfig, Any, list[str]]:
     """Check the run directory against ``resume``; return (config to use, checkpoint or None, notes to
-    print). On resume the saved config is used, with ``total_frames`` (if given) as its new budget."""
+    print). On resume the saved config is used, with ``total_frames`` (if given) as its new budget and
+    ``machine`` (MACHINE_SETTINGS, e.g. {"device": "cpu"}) as this attempt's machine settings."""
     saved_config = run_dir / "config.json"
     if resume:
         if not saved_config.exists():
-            raise CheckpointError(f"cannot resume: {saved_config} does not exist")
+            raise FileNotFoundError(f"cannot resume: {saved_config} does not exist")
         config = TrainConfig.load(saved_config)
+        unknown = sorted(set(machine or {}) - set(MACHINE_SETTINGS))
+        if unknown:
+            raise ValueError(f"{unknown} are not machine settings; a resumed run may change only "
+                             f"{', '.join(MACHINE_SETTINGS)}")
+        changed = {name: value for name, value in (machine or {}).items() if getattr(config, name) != value}
+        notes = []
+        if changed:
+            notes.append("this machine: " + ", ".join(f"{name} {getattr(config, name)} -> {value}"
+                                                      for name, value in changed.items()))
+            config = dataclasses.replace(config, **changed)  # validated again: batch_size / num_learners
         checkpoint, skipped = newest_valid_checkpoint(run_dir)
-        notes = [f"skipped unreadable checkpoint {path.name}: {reason}" for path, reason in skipped]
+        notes += [f"skipped unreadable checkpoint {path.name}: {reason}" for path, reason in skipped]
         if checkpoint is None:
             notes.append(f"no checkpoint in {run_dir}: starting from frame 0 with its saved config")
         done = checkpoint.counters["frames"] if checkpoint is not None else 0
@@ -172,19 +190,32 @@ def prepare_run(config: TrainConfig, run_dir: Path, resume: bool,
 
 
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream=None, *,
-          total_frames: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
+          total_frames: int | None = None, time_limit: float | None = None,
+          machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train until ``config.total_frames``; returns a summary (frames, updates, mean return, ...).
 
     ``resume`` continues the run in ``run_dir`` with its saved config; ``total_frames`` then replaces its
-    budget (the learning-rate schedule follows the new total). ``time_limit`` (seconds of wall clock from
-    the start of this call) stops the run cleanly with a checkpoint, like SIGTERM. Everything that can fail
-    on bad input (config, env, device, checkpoint) is checked before ``run_dir`` is created or written.
+    budget (the learning-rate schedule follows the new total) and ``machine`` its machine settings
+    (MACHINE_SETTINGS: device, learners, actors), so that a run saved on a GPU box continues on a laptop.
+    ``time_limit`` (seconds of wall clock from the start of this call) stops the run cleanly with a
+    checkpoint, like SIGTERM. Everything that can fail on bad input (config, env, device, GPU count,
+    checkpoint) is checked before ``run_dir`` is created or written.
     """
     run_dir = Path(run_dir)
     started = time.monotonic()
     creatable_dir(run_dir)  # before any work, and without creating it: a failed start leaves nothing
-    config, checkpoint, notes = prepare_run(config, run_dir, resume, total_frames)
-    device = resolve_device(config.device)
+    config, checkpoint, notes = prepare_run(config, run_dir, resume, total_frames, machine)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as error:
+        if not resume:
+            raise
+        raise ValueError(f"{error}; this run was saved with device {config.device!r}: resume it with "
+                         f"--device cpu to continue it on this machine") from None
+    if config.num_learners > 1:
+        from s3ta.training.distributed import check_learners
+
+        check_learners(config, device)
     precision, fallback = resolve_precision(config.precision, device)
     if fallback:  # the record says what ran
         notes.append(fallback)
@@ -207,21 +238,31 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     scheduler = make_scheduler(optimizer, config, frames_per_update)
     unroll_threads = choose_unroll_threads(agent, config, device)
     counters = {"frames": 0, "updates": 0, "episodes": 0}
-    if checkpoint is not None:
+    if checkpoint is not None:  # loaded onto the CPU (map_location): the weights move to this run's device here
         agent.load_state_dict(checkpoint.model)
-        optimizer.load_state_dict(checkpoint.optimizer)
+        optimizer.load_state_dict(checkpoint.optimizer)  # its state follows the parameters' device
         restore_schedule(optimizer, scheduler, checkpoint.scheduler, config)  # this config's schedule, from the saved update
         counters.update(checkpoint.counters)
         _restore_rng(checkpoint.rng)
+    device_name = describe_device(device)
+    record_attempt(run_dir, {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "frames": counters["frames"], "host": socket.gethostname(), "device": device_name,
+        "precision": config.precision, "num_learners": config.num_learners, "num_actors": config.num_actors,
+        "envs_per_actor": config.actor_batch, "torch": torch.__version__})
 
     monitor = Monitor(run_dir, config.total_frames, counters["frames"], config.log_interval, stream=stream)
     for note in notes:
         monitor.message(note)
     if checkpoint is not None:
         monitor.message(f"resumed from {checkpoint.path.name} at {counters['frames']:,} frames")
+    if monitor.dropped:
+        monitor.message(f"dropped {monitor.dropped} records of metrics.jsonl logged after frame "
+                        f"{counters['frames']:,}, where this attempt continues")
     overshoot = -(config.total_frames - counters["frames"]) % frames_per_update
-    monitor.message(f"{config.agent} on {config.env}, {device.type} {config.precision}: {frames_per_update:,} frames per "
-                    f"update (T {config.unroll_length}"
+    learners = f", {config.num_learners} learners" if config.num_learners > 1 else ""
+    monitor.message(f"{config.agent} on {config.env}, {device_name} {config.precision}{learners}: "
+                    f"{frames_per_update:,} frames per update (T {config.unroll_length}"
                     f" x B {config.batch_size} x action repeat {frames_per_step})"
                     + (f"; the run ends after the update that passes {config.total_frames:,}, "
                        f"{overshoot:,} frames later" if overshoot else ""))
@@ -259,7 +300,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
         if config.num_learners > 1:
             from s3ta.training.distributed import DataParallelLearner
 
-            learner = DataParallelLearner(config, agent, optimizer, scheduler, device, frames_per_update)
+            learner = DataParallelLearner(config, agent, optimizer, scheduler, device, frames_per_update,
+                                          host=(runner.batch, runner.state))
+        else:
+            inputs = LearnerBatch(config, agent, device)  # the batch's way to the learner's device
         while counters["frames"] < config.total_frames:
             if stop_signal:
                 stopped_by = signal.Signals(stop_signal[0]).name
@@ -269,11 +313,11 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
                 break
             if counters["updates"] == start_updates:
                 waiting.start()
-            batch, initial_state = runner.next_batch()
+            batch, initial_state = runner.next_batch()  # on the host, [T + 1, B]; refilled by the next call
             waiting.stop(learning=True)
             try:
                 stats = learner.learn(batch, initial_state) if learner else \
-                    learn(agent, optimizer, scheduler, batch, initial_state, config, unroll_threads)
+                    learn(agent, optimizer, scheduler, *inputs.load(batch, initial_state), config, unroll_threads)
             except NonFiniteLossError as error:
                 path = checkpoint_now()
                 raise NonFiniteLossError(f"{error}; training stopped, last good weights in {path}") from None
@@ -312,4 +356,4 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
     return summary
 
 
-__all__ = ["DONE_MARKER", "TrainConfig", "probe_env", "train"]
+__all__ = ["ATTEMPTS", "DONE_MARKER", "TrainConfig", "probe_env", "train"]

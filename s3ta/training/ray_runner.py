@@ -23,6 +23,7 @@ from s3ta.agents import State
 from s3ta.runtime import tune_allocator
 from s3ta.optional import import_ray
 from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
+from s3ta.training.batch import allocate_batch, write_unroll
 from s3ta.training.config import TrainConfig
 from s3ta.training.runners import actor_seeds
 
@@ -95,6 +96,13 @@ class UnrollWorker:
         return os.getpid()
 
 
+def _read_only_tensor(array: np.ndarray) -> Tensor:
+    """A tensor viewing an array of Ray's object store, which is read-only: it is only copied from here."""
+    with warnings.catch_warnings():  # torch warns that it cannot mark the tensor read-only
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
 def _numpy_state_dict(agent: nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in agent.state_dict().items()}
 
@@ -107,9 +115,10 @@ class RayRunner:
 
     def __init__(self, config: TrainConfig, agent: nn.Module, device: torch.device, generation: int = 0,
                  log: Callable[[str], None] = print):
-        self.device = device
         self.log = log
+        self.actor_batch = config.actor_batch
         self.unrolls_per_batch = config.batch_size // config.actor_batch
+        self.batch, self.state = allocate_batch(config, agent, device)
         self.started_ray = not ray.is_initialized()
         if self.started_ray:
             address = config.ray_address or None
@@ -181,12 +190,15 @@ class RayRunner:
         time.sleep(0.2)
 
     def next_batch(self) -> tuple[dict[str, Tensor], State]:
-        parts = [self._next_unroll() for _ in range(self.unrolls_per_batch)]
-        self.sources = [info for _, _, info in parts]
-        batch = {k: np.concatenate([unroll[k] for unroll, _, _ in parts], axis=1) for k in parts[0][0]}  # [T + 1, B]
-        state = tuple(np.concatenate(pieces) for pieces in zip(*(s for _, s, _ in parts)))  # [B, ...]
-        return ({k: torch.from_numpy(v).to(self.device) for k, v in batch.items()},
-                tuple(torch.from_numpy(s).to(self.device) for s in state))
+        """The host batch [T + 1, B] and states [B], copied from B / E unrolls in arrival order (``sources``
+        says whose); valid until the next call."""
+        self.sources = []
+        for position in range(self.unrolls_per_batch):
+            unroll, state, info = self._next_unroll()
+            write_unroll(self.batch, self.state, position * self.actor_batch,
+                         {k: _read_only_tensor(v) for k, v in unroll.items()}, tuple(map(_read_only_tensor, state)))
+            self.sources.append(info)
+        return self.batch, self.state
 
     def publish(self, agent: nn.Module) -> None:
         self.version += 1

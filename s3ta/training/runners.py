@@ -1,7 +1,8 @@
 """Where unrolls come from: ``SerialRunner`` (acting and learning alternate in one process,
 deterministic for a seed) and ``ParallelRunner`` (actor processes fill shared-memory unroll slots
 while the learner trains, TorchBeast-style, with weights published through shared memory).
-Both hand the learner a batch [T + 1, B] and the agent state before its first step.
+Both fill a preallocated host batch [T + 1, B] and the agent state before its first step
+(s3ta.training.batch), which the learners take to their devices.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from s3ta import agents, envs
 from s3ta.agents import State
 from s3ta.runtime import tune_allocator
 from s3ta.training.actor import Actor, allocate_state, allocate_unroll, unroll_specs
+from s3ta.training.batch import allocate_batch, write_unroll
 from s3ta.training.config import TrainConfig
 
 
@@ -30,33 +32,25 @@ def actor_seeds(seed: int, count: int, generation: int) -> list[int]:
     return [int(child.generate_state(1)[0] % 2**31) for child in sequence.spawn(count)]  # C-int range
 
 
-def _to_device(tensors, device: torch.device):
-    return type(tensors)(t.to(device, non_blocking=True) for t in tensors) if isinstance(tensors, tuple) else \
-        {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
-
-
 class SerialRunner:
-    """One process: fill one [T + 1, B] unroll with the current weights, then learn from it."""
+    """One process: act B environments into the host batch with the current weights, then learn from it."""
 
     def __init__(self, config: TrainConfig, agent: nn.Module, device: torch.device, generation: int = 0):
-        self.device = device
         self.acting_agent = agent if device.type == "cpu" else copy.deepcopy(agent).cpu()
         env = envs.make(config.env, config.batch_size, seed=None, protocol=config.protocol)
         seed = actor_seeds(config.seed, 1, generation)[0]
         self.actor = Actor(env, self.acting_agent, config.unroll_length, seed=seed,
                            precision=config.precision)
-        specs = unroll_specs(config.unroll_length, config.batch_size, agent.observation_shape, agent.num_actions)
-        self.unroll = allocate_unroll(specs)
-        self.initial_state = allocate_state(agent, config.batch_size)
-        self.agent = agent
+        self.batch, self.state = allocate_batch(config, agent, device)
 
     def acted_steps(self) -> int:
         """Agent steps acted so far (all environments)."""
         return self.actor.steps
 
     def next_batch(self) -> tuple[dict[str, Tensor], State]:
-        self.actor.fill(self.unroll, self.initial_state)
-        return _to_device(self.unroll, self.device), _to_device(self.initial_state, self.device)
+        """The host batch [T + 1, B] and states [B], acted into directly; valid until the next call."""
+        self.actor.fill(self.batch, self.state)
+        return self.batch, self.state
 
     def publish(self, agent: nn.Module) -> None:
         if self.acting_agent is not agent:
@@ -113,8 +107,8 @@ class ParallelRunner:
     """Actor processes and the learner overlap; unrolls travel through shared-memory slots."""
 
     def __init__(self, config: TrainConfig, agent: nn.Module, device: torch.device, generation: int = 0):
-        self.device = device
         self.config = config
+        self.batch, self.state = allocate_batch(config, agent, device)
         per_batch = config.batch_size // config.actor_batch
         num_slots = config.num_buffers or max(2 * per_batch, config.num_actors + per_batch)
         specs = unroll_specs(config.unroll_length, config.actor_batch, agent.observation_shape, agent.num_actions)
@@ -159,12 +153,14 @@ class ParallelRunner:
         return int(self.acted.value)
 
     def next_batch(self) -> tuple[dict[str, Tensor], State]:
-        slots = [self._take_slot() for _ in range(self.slots_per_batch)]
-        batch = {k: torch.cat([self.unrolls[s][k] for s in slots], dim=1) for k in self.unrolls[0]}  # [T + 1, B]
-        state = tuple(torch.cat(parts) for parts in zip(*(self.states[s] for s in slots)))  # [B, ...]
-        for slot in slots:
+        """The host batch [T + 1, B] and states [B], copied from B / E full slots (each freed for the actors
+        as soon as it is copied); valid until the next call."""
+        for position in range(self.slots_per_batch):
+            slot = self._take_slot()
+            write_unroll(self.batch, self.state, position * self.config.actor_batch, self.unrolls[slot],
+                         self.states[slot])
             self.free_queue.put(slot)
-        return _to_device(batch, self.device), _to_device(state, self.device)
+        return self.batch, self.state
 
     def publish(self, agent: nn.Module) -> None:
         with self.lock:

@@ -1,14 +1,19 @@
 """The zoo: trained reference agents shipped inside the package, one folder each (weights, card.json,
 learning curve, attention GIF), addressed as ``zoo:NAME`` wherever a checkpoint is taken.
 
+Reading the zoo (its names, cards and hash-checked weights) is ``s3ta.checkpoints``, the low module
+that every command loads agents through; its names are re-exported here. This module is the zoo's
+maintainer side, above evaluation, analysis and the plots: ``add`` makes a zoo agent from a training
+run (evaluates it, draws its curve and GIF, writes its card), ``training_hours`` reads a run's log,
+and ``s3ta.zoo.hub`` exports an agent as a folder for a model hub.
+
 A zoo agent's ``weights.pt`` is an s3ta checkpoint holding only the model (no optimizer, schedule or RNG
-state), so ``s3ta.training.checkpoint.load_agent("zoo:NAME")`` reads it with ``weights_only=True`` like
-any other. ``card.json`` says how it was made and scored; its ``sha256`` is checked on every load.
+state), so ``s3ta.checkpoints.load_agent("zoo:NAME")`` reads it with ``weights_only=True`` like any
+other. ``card.json`` says how it was made and scored; its ``sha256`` is checked on every load.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -18,57 +23,22 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-ZOO_DIR = Path(__file__).parent
-PREFIX = "zoo:"
-WEIGHTS = "weights.pt"
-CARD = "card.json"
-CURVE = "learning_curve.png"
-GIF = "attention.gif"
-MAX_WEIGHTS_BYTES = 10 * 2**20
-
-
-class ZooError(ValueError):
-    """An unknown zoo name, or a zoo agent whose files do not match its card; one line."""
-
-
-def names(root: Path = ZOO_DIR) -> list[str]:
-    """The zoo's agents (folders with a card.json), sorted."""
-    return sorted(path.parent.name for path in root.glob(f"*/{CARD}"))
-
-
-def is_zoo_name(spec: str | os.PathLike) -> bool:
-    return isinstance(spec, str) and spec.startswith(PREFIX)
-
-
-def folder(name: str, root: Path = ZOO_DIR) -> Path:
-    name = name[len(PREFIX):] if is_zoo_name(name) else name
-    path = root / name
-    if not (path / CARD).is_file():
-        known = ", ".join(names(root)) or "none yet"
-        raise ZooError(f"unknown zoo agent {name!r}; the zoo has: {known} (`s3ta zoo list`)")
-    return path
-
-
-def card(name: str, root: Path = ZOO_DIR) -> dict[str, Any]:
-    return json.loads((folder(name, root) / CARD).read_text())
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def weights_path(name: str, root: Path = ZOO_DIR, verify: bool = True) -> Path:
-    """The weights file of zoo agent ``name`` (``NAME`` or ``zoo:NAME``), its hash checked against the card."""
-    path = folder(name, root) / WEIGHTS
-    if verify:
-        expected = card(name, root)["sha256"]
-        if not path.is_file() or sha256(path) != expected:
-            raise ZooError(f"zoo agent {name!r}: {path} is missing or does not match the sha256 of its card")
-    return path
+from s3ta.checkpoints import (  # noqa: F401 - the zoo's registry, re-exported
+    CARD,
+    CURVE,
+    GIF,
+    MAX_WEIGHTS_BYTES,
+    PREFIX,
+    WEIGHTS,
+    ZOO_DIR,
+    ZooError,
+    is_zoo_name,
+    sha256,
+)
+from s3ta.checkpoints import zoo_card as card
+from s3ta.checkpoints import zoo_folder as folder
+from s3ta.checkpoints import zoo_names as names
+from s3ta.checkpoints import zoo_weights as weights_path
 
 
 def describe_machine() -> str:
@@ -91,7 +61,7 @@ def training_hours(run_dir: Path, until_frames: float = math.inf) -> float:
     """Wall-clock hours of a run over all its attempts, from the ``time`` of its logged updates (each
     attempt restarts its clock; what an attempt did after its last log line is not counted, nor what an
     interrupted attempt did after the checkpoint its successor resumed from), up to ``until_frames``."""
-    from s3ta.evaluation.report import read_metrics
+    from s3ta.evaluation.runlog import read_metrics
 
     total, last = 0.0, 0.0
     for record in read_metrics(run_dir, "update"):
@@ -107,7 +77,7 @@ def export_weights(checkpoint_path: str | Path, out: Path) -> Path:
     """Write the model-only checkpoint of ``checkpoint_path`` to ``out``; raises ZooError over 10 MB."""
     import torch
 
-    from s3ta.training.checkpoint import checkpoint_payload, load_checkpoint
+    from s3ta.checkpoints import checkpoint_payload, load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_path)
     torch.save(checkpoint_payload(model=checkpoint.model, agent=checkpoint.agent, config=checkpoint.config,
@@ -120,20 +90,24 @@ def export_weights(checkpoint_path: str | Path, out: Path) -> Path:
 def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None, episodes: int = 30,
         gif_steps: int = 240, root: Path = ZOO_DIR, machine: str | None = None, notes: str = "",
         log: Callable[[str], None] = print, progress: bool = False) -> Path:
-    """Make zoo agent ``name`` from a training run: its newest checkpoint (or ``checkpoint``) as weights,
+    """Make zoo agent ``name`` from a training run: its newest checkpoint that loads (or ``checkpoint``) as weights,
     ``episodes`` evaluation episodes under the run's protocol (sampled actions, the run's seed), the
     learning curve, and an attention GIF of the first ``gif_steps`` steps of one evaluation episode.
     ``log`` takes a line per stage; ``progress`` adds progress bars (on stderr) while the GIF's episode is
     recorded and written, as `s3ta explain record` and `s3ta explain video` show them."""
     from s3ta import agents, envs
     from s3ta.analysis.recording import record
+    from s3ta.checkpoints import load_agent, load_checkpoint
     from s3ta.evaluation.evaluate import evaluate_checkpoint
     from s3ta.evaluation.plots import run_learning_curve
-    from s3ta.training.checkpoint import load_agent, resolve
     from s3ta.viz import write_video
+    from s3ta.zoo.hub import train_command
 
     run_dir = Path(run_dir)
-    source = resolve(checkpoint or run_dir)
+    source = load_checkpoint(checkpoint or run_dir)  # a run's newest checkpoint that loads
+    for path, reason in source.skipped:
+        log(f"skipped unreadable checkpoint {path.name}: {reason}")
+    source = source.path
     target = root / name
     staging = root / f".{name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
@@ -162,6 +136,7 @@ def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None,
             "env": config["env"],
             "agent": config["agent"],
             "preset": config.get("preset", ""),
+            "precision": config.get("precision", "fp32"),
             "config": config,
             "agent_description": ckpt.agent,
             "frames": int(ckpt.counters["frames"]),
@@ -169,6 +144,7 @@ def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None,
             "wall_clock_hours": round(training_hours(run_dir), 3),
             "machine": machine or describe_machine(),
             "protocol": config.get("protocol", "paper"),
+            "train_command": train_command(config, out=f"runs/{name}"),
             "evaluation": {
                 "episodes": len(played), "policy": summary.get("policy", "sampled"), "seed": summary.get("seed"),
                 "mean": ret["mean"], "ci_low": ret["ci_low"], "ci_high": ret["ci_high"],

@@ -1,11 +1,13 @@
-"""`s3ta zoo`: list the shipped reference agents, show one's card, and (for maintainers) add one
-from a finished training run."""
+"""`s3ta zoo`: list the shipped reference agents, show one's card, export one as a folder for a model
+hub, and (for maintainers) add one from a finished training run."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from s3ta.cli import command, positive_int
 
 
 def register(subparsers) -> None:
@@ -19,16 +21,29 @@ def register(subparsers) -> None:
     p = commands.add_parser("show", help="print an agent's card (card.json) and where its files are")
     p.add_argument("name", help="zoo agent name (with or without zoo:)")
     p.set_defaults(func=_show)
+    p = commands.add_parser(
+        "export", help="write a folder to upload to a model hub: weights, card, curve, GIF and a README model card",
+        description="Write DIR for a model hub: the agent's weights (hash-checked), card.json, learning curve and "
+                    "attention GIF, and README.md, a model card whose YAML front matter holds library_name, tags and "
+                    "model-index results (mean_reward as 'mean +/- std'), followed by the evaluation protocol "
+                    "(sticky actions, no-op starts, action set, frames, episodes) and the commands that train and "
+                    "evaluate it again. Nothing is uploaded: the network is not used.")
+    p.add_argument("name", help="zoo agent name (with or without zoo:)")
+    p.add_argument("dir", help="the folder to write (new or empty)")
+    p.add_argument("--force", action="store_true", help="replace the files of an earlier export in DIR")
+    p.set_defaults(func=_export)
     p = commands.add_parser("add", help="make a zoo agent from a training run (evaluates it, writes its card)")
     p.add_argument("run", help="the training run directory")
     p.add_argument("--name", required=True, help="the zoo name, e.g. pong-s3ta-small")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint of the run (default: its newest)")
-    p.add_argument("--episodes", type=int, default=30, help="evaluation episodes for the card (default 30)")
-    p.add_argument("--gif-steps", type=int, default=240, help="agent steps in the attention GIF (default 240)")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint of the run (default: its newest that loads)")
+    p.add_argument("--episodes", type=positive_int, default=30, help="evaluation episodes for the card (default 30)")
+    p.add_argument("--gif-steps", type=positive_int, default=240,
+                   help="agent steps in the attention GIF (default 240)")
     p.add_argument("--notes", default="", help="free text for the card")
     p.set_defaults(func=_add)
 
 
+@command("zoo list")
 def _list(args: argparse.Namespace) -> int:
     from s3ta import zoo
 
@@ -43,28 +58,30 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("zoo show")
 def _show(args: argparse.Namespace) -> int:
     from s3ta import zoo
 
-    try:
-        info = zoo.card(args.name)
-    except zoo.ZooError as error:
-        print(f"s3ta zoo: error: {error}", file=sys.stderr)
-        return 2
+    info = zoo.card(args.name)
     print(json.dumps({k: v for k, v in info.items() if k not in ("config", "agent_description")}, indent=2))
     print(f"files: {zoo.folder(args.name)}")
     return 0
 
 
+@command("zoo export")
+def _export(args: argparse.Namespace) -> int:
+    from s3ta.zoo.hub import export
+
+    for path in export(args.name, args.dir, replace=args.force):
+        print(f"wrote {path}")
+    return 0
+
+
+@command("zoo add")
 def _add(args: argparse.Namespace) -> int:
     from s3ta import zoo
-    from s3ta.training.checkpoint import CheckpointError
 
-    try:
-        path = zoo.add(args.run, args.name, checkpoint=args.checkpoint, episodes=args.episodes,
-                       gif_steps=args.gif_steps, notes=args.notes, progress=sys.stderr.isatty())
-    except (CheckpointError, zoo.ZooError, ValueError) as error:
-        print(f"s3ta zoo: error: {error}", file=sys.stderr)
-        return 2
+    path = zoo.add(args.run, args.name, checkpoint=args.checkpoint, episodes=args.episodes,
+                   gif_steps=args.gif_steps, notes=args.notes, progress=sys.stderr.isatty())
     print(f"added {path}")
     return 0

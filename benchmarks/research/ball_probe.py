@@ -11,10 +11,10 @@ share; 1 = chance). If accuracy and lift rise within a few hundred updates, the 
 find the ball quickly and the bottleneck of an RL run lies in the reward signal; if they do not,
 no RL recipe on top of this init will find it quickly either.
 
-    python benchmarks/ball_probe.py --updates 300
-    python benchmarks/ball_probe.py --updates 300 --agent-config convlstm_init_gain=3 query_content_bias_gain=30
-    python benchmarks/ball_probe.py --updates 300 --force-heads ball player --json results/probe-forced.json
-    python benchmarks/ball_probe.py --plot results/probe-*.json --out ../docs/img/ball-probe.png
+    python benchmarks/research/ball_probe.py --updates 300
+    python benchmarks/research/ball_probe.py --updates 300 --agent-config convlstm_init_gain=3 query_content_bias_gain=30
+    python benchmarks/research/ball_probe.py --updates 300 --force-heads ball player --json benchmarks/results/probe-forced.json
+    python benchmarks/research/ball_probe.py --plot benchmarks/results/probe-*.json --out docs/img/ball-probe.png
 """
 
 from __future__ import annotations

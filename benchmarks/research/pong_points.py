@@ -10,9 +10,9 @@ score difference through each episode.
 point, as at the start of an episode. If lost games come from a state of the recurrent core that the
 agent does not leave, they should become rarer; if from the court position, they should not.
 
-    python benchmarks/pong_points.py benchmarks/results/training-logs/pong-s2/weights-20M.pt --episodes 30 \\
+    python benchmarks/research/pong_points.py benchmarks/results/training-logs/pong-s2/weights-20M.pt --episodes 30 \\
         --out runs/pong7-points --plot docs/img/pong7-points.png
-    python benchmarks/pong_points.py benchmarks/results/training-logs/pong-s2/weights-20M.pt --episodes 60 \\
+    python benchmarks/research/pong_points.py benchmarks/results/training-logs/pong-s2/weights-20M.pt --episodes 60 \\
         --reset-at-points --out runs/pong7-reset
 """
 

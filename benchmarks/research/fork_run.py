@@ -1,5 +1,5 @@
 """Fork a training run at one of its checkpoints with some settings changed, to test what a setting does
-from that point on (docs/benchmarks.md: Breakout (1b) holds run (1)'s learning rate from 26.33M frames).
+from that point on (docs/notebook/breakout.md: Breakout (1b) holds run (1)'s learning rate from 26.33M frames).
 
 Writes ``--out``: the source run's ``config.json`` with the ``--set KEY=VALUE`` changes (JSON values;
 checked by TrainConfig), the checkpoint under ``checkpoints/``, and the source's ``metrics.jsonl`` cut at
@@ -7,7 +7,7 @@ the checkpoint's frames, so that the fork's log and ``zoo.training_hours`` count
 Then continue it with ``s3ta train --out OUT --resume``; a resumed run follows its config's schedule.
 
     git show 51fa498:training-wip/breakout-s1/ckpt-000026333440.pt > /tmp/ckpt-000026333440.pt
-    python benchmarks/fork_run.py benchmarks/results/training-logs/breakout-s1 /tmp/ckpt-000026333440.pt \\
+    python benchmarks/research/fork_run.py benchmarks/results/training-logs/breakout-s1 /tmp/ckpt-000026333440.pt \\
         --set lr_schedule='"constant"' --set learning_rate=2.05e-4 --out runs/breakout-s1-hold
 """
 

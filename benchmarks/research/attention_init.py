@@ -5,11 +5,11 @@ uniform over the h x w map is log(h w)), the spread over the map of the content 
 class over its area share; 1 = chance). Frames come from random play (fixed seeds), the first 10 steps
 of each episode are skipped.
 
-    python benchmarks/attention_init.py --env pong --gains 1 4 6 8 --seeds 0 1
-    python benchmarks/attention_init.py --env pong --convlstm-gains 1 3 --content-bias-gains 1 30 --seeds 0 1 2
-    python benchmarks/attention_init.py --env pong --convlstm-gains 3 --content-bias-gains 30 --agent-config padding_mode=replicate
-    python benchmarks/attention_init.py --env pong --checkpoints runs/pong-s1 zoo:NAME
-    python benchmarks/attention_init.py --recordings rec/   # where each head's peak sits over a recording
+    python benchmarks/research/attention_init.py --env pong --gains 1 4 6 8 --seeds 0 1
+    python benchmarks/research/attention_init.py --env pong --convlstm-gains 1 3 --content-bias-gains 1 30 --seeds 0 1 2
+    python benchmarks/research/attention_init.py --env pong --convlstm-gains 3 --content-bias-gains 30 --agent-config padding_mode=replicate
+    python benchmarks/research/attention_init.py --env pong --checkpoints runs/pong-s1 zoo:NAME
+    python benchmarks/research/attention_init.py --recordings rec/   # where each head's peak sits over a recording
 """
 
 from __future__ import annotations

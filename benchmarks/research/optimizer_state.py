@@ -1,5 +1,5 @@
 """How much a checkpoint's RMSProp steps follow the gradient's scale, per part of the agent: whether a
-global gradient-norm clip changes the step sizes (docs/benchmarks.md, Breakout (1c)).
+global gradient-norm clip changes the step sizes (docs/notebook/breakout.md, Breakout (1c)).
 
 RMSProp steps by lr * g / (sqrt(v) + eps), v a running mean of g². If every gradient is scaled by s
 (what a clip at c does when the norm is steadily above it, s = c / |g|), v scales by s² and the step's
@@ -7,7 +7,7 @@ elasticity to s is eps / (sqrt(v) + eps): near 1 where sqrt(v) << eps (the step 
 gradient, so the clip scales it), near 0 where sqrt(v) >> eps (Adam-like: the clip cancels out).
 Prints that per parameter tensor and per module, weighted by parameter count.
 
-    python benchmarks/optimizer_state.py runs/breakout-s1/checkpoints/ckpt-000040000000.pt
+    python benchmarks/research/optimizer_state.py runs/breakout-s1/checkpoints/ckpt-000040000000.pt
 """
 
 from __future__ import annotations
