@@ -5,6 +5,7 @@ cuDNN's weight gradients are not deterministic."""
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -85,6 +86,26 @@ def test_parallel_mode_writes_a_complete_run(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     agent, checkpoint = load_agent(tmp_path)
     assert checkpoint.counters["frames"] == summary["frames"] and agent.name == "s3ta-small"
+
+
+@pytest.mark.parametrize("name, own_part", [("lstm-small", "projection.weight"),
+                                             ("fixed-query-small", "fixed_queries"),
+                                             ("l2-keys-small", "convlstm.hidden_conv.weight")])
+def test_comparison_agents_train_on_catch(tmp_path, name, own_part):
+    # s3ta-small's comparison agents (issue 36) through the whole loop; each one's own part learns
+    config = small_config(agent=name, total_frames=400, log_interval=1e-9)
+    torch.manual_seed(config.seed)
+    initial = agents.build(name, (3, 64, 64), 3).state_dict()
+    summary = train(config, tmp_path)
+    assert summary["finished"]
+    agent, _ = load_agent(tmp_path)
+    trained = agent.state_dict()
+    assert not torch.equal(trained[own_part], initial[own_part])
+    assert all(torch.isfinite(value).all() for value in trained.values() if value.is_floating_point())
+    updates = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+               if '"update"' in line]
+    assert updates and all(math.isfinite(u["loss/total"]) for u in updates)
+    assert ("attention_entropy/head0" in updates[-1]) == (name != "lstm-small")
 
 
 def test_checkpoints_keep_the_last_k_and_hold_the_full_state(tmp_path):

@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -140,7 +141,9 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"stopped by {summary['interrupted_by']} at {summary['frames']:,} frames; checkpoint "
               f"{summary['checkpoint']}. Continue with: s3ta train --out {args.out} --resume")
         return 130
-    print(f"done: {summary['frames']:,} frames, mean return of the last episodes {summary['mean_recent_return']:.3g}; "
+    recent = summary["mean_recent_return"]
+    returns = "no episode ended in this call" if math.isnan(recent) else f"mean return of the last episodes {recent:.3g}"
+    print(f"done: {summary['frames']:,} frames, {returns}; "
           f"checkpoint {summary['checkpoint']}; TensorBoard: tensorboard --logdir {Path(args.out) / 'tensorboard'}")
     return 0
 
