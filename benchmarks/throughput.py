@@ -184,6 +184,27 @@ def benchmark(agent_name: str, env_id: str, config: TrainConfig, seconds: float,
     }
 
 
+def flops_table(names: list[str], env_id: str, preset: str | None) -> str:
+    """Markdown rows: parameters and acting / learning / total MFLOP per agent step of each agent."""
+    base = config_source(preset) if preset else {}
+    probe = envs.make(env_id, 1)
+    shape, num_actions = probe.observation_shape, probe.num_actions
+    probe.close()
+    lines = ["| agent | parameters | acting MFLOP | learning MFLOP | total MFLOP |", "|---|---:|---:|---:|---:|"]
+    for name in names:
+        values = {**base, "env": env_id, "agent": name}
+        if not name.endswith("-small"):
+            values.pop("agent_overrides", None)
+        config = TrainConfig.from_dict(values)
+        torch.manual_seed(0)
+        agent = agents.build(name, shape, num_actions, **config.agent_overrides)
+        acting, learning = flops_per_step(agent, config, shape, num_actions)
+        parameters = sum(p.numel() for p in agent.parameters())
+        lines.append(f"| `{name}` | {parameters:,} | {acting / 1e6:.1f} | {learning / 1e6:.1f} | "
+                     f"{(acting + learning) / 1e6:.1f} |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The docs/benchmarks.md table of a run's rows."""
     lines = ["| agent | env | precision | env-only SPS | actor SPS (1 thread) | learner SPS (as in training) | end-to-end SPS "
@@ -221,6 +242,9 @@ def main() -> None:
                         help="torch threads of the learner (0 = the training default, all cores)")
     parser.add_argument("--unroll-threads", type=int, default=0,
                         help="threads of the learner's time loop (0 = the training default: 1 for small steps)")
+    parser.add_argument("--flops", action="store_true",
+                        help="only print each agent's parameters and FLOPs per agent step (no timing), on the "
+                             "first of --envs, under --config's sizes")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a saved --json file")
     parser.add_argument("--row", nargs=3, metavar=("AGENT", "ENV", "PRECISION"), help=argparse.SUPPRESS)  # one row, as JSON
@@ -233,6 +257,9 @@ def main() -> None:
               + f"\n\n{markdown_table(saved['rows'])}")
         return
 
+    if args.flops:
+        print(flops_table(args.agents, args.envs[0], args.config))
+        return
     tune_allocator()  # as train() does, so the learner-only rates use the same allocator
     torch.set_num_threads(os.cpu_count() or 1)
     if args.row:

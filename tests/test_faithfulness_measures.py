@@ -3,6 +3,8 @@ known: a hand-made agent whose policy reads a moving sprite, a head that sits on
 construction) and a head on an empty corner; and the same heads when the policy reads another sprite
 that no head looks at (not faithful). Pure pieces against slow references written independently."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,21 @@ def test_a_head_on_the_sprite_the_policy_reads_beats_random_cells(substrate):
     assert summary[substrate]["3"]["random"]["flip"] == pytest.approx(3 / 64, abs=0.04)
 
 
+def test_the_plate_keeps_what_never_moves_and_the_mean_colour_does_not():
+    # a sprite at the same place in every frame is part of the background plate: "deleting" it with the
+    # plate changes nothing, with the frame's mean colour it is gone
+    recording = sprite_recording(steps=6)
+    obs, attention = recording.arrays["obs"], recording.arrays["attention"]
+    obs[:] = 0
+    obs[:, :, :SPRITE, :SPRITE] = BALL
+    attention[:, 0] = 0.0
+    attention[:, 0, 0, 0] = 1.0
+    for substrate, flips in (("plate", 0.0), ("mean", 1.0)):
+        result, _ = run(ReadsSpriteAgent(BALL), recording, substrate=substrate, draws=2)
+        np.testing.assert_array_equal(result["scores"][substrate][1]["head 0"]["flip"], flips, err_msg=substrate)
+    assert not ft.object_cells(obs[0], ft.median_plate(obs), GRID, GRID).any()
+
+
 def test_heads_on_a_sprite_the_policy_does_not_read_do_not_beat_random():
     # the same maps, but the policy reads the decoy: no head is faithful
     _, summary = run(ReadsSpriteAgent(DECOY), sprite_recording())
@@ -101,8 +118,25 @@ def test_restricted_to_object_cells_random_hits_the_sprite_half_the_time():
     assert random["flip"] == pytest.approx(0.5, abs=0.12)
     head0 = summary["plate"]["1"]["head 0" + ft.OBJECTS]["flip"]
     assert head0["map"] == 1.0 and head0["low"] > 0.3
-    # the empty corner holds no object: restricted, head 1 deletes the cell ranked next on its map
+    # the empty corner holds no object: restricted, head 1's map ties the two object cells, so half the time
     assert summary["plate"]["1"]["head 1" + ft.OBJECTS]["flip"]["map"] == pytest.approx(0.5, abs=0.2)
+
+
+def test_whole_curves_compared_with_random_at_the_same_states():
+    from s3ta.analysis import faithfulness
+
+    recording = sprite_recording(steps=24)
+    steps = list(range(24))
+    maps = [faithfulness.step_maps(recording, t, None, random_draws=4) for t in steps]
+    result = faithfulness.curves(ReadsSpriteAgent(BALL), recording, steps, maps, substrates=("mean",),
+                                 fractions=np.linspace(0, 1, 11))
+    summary = faithfulness.summarise(result, np.linspace(0, 1, 11))["mean"]
+    # head 0 ranks the sprite's cell first: deleting it drops p(a*) at once, inserting it restores it at once
+    deletion, insertion = summary["head 0"]["deletion"]["vs_random"], summary["head 0"]["insertion"]["vs_random"]
+    assert deletion["high"] < 0 and insertion["low"] > 0
+    assert deletion["difference"] == pytest.approx(
+        summary["head 0"]["deletion"]["auc"]["mean"] - summary["random"]["deletion"]["auc"]["mean"])
+    assert "vs_random" not in summary["random"]["deletion"]
 
 
 # --- pure pieces against slow references ------------------------------------------------------
@@ -157,6 +191,8 @@ def test_plate_cell_mode_and_object_cells_remove_a_moving_sprite():
 
 
 def test_policy_change_by_hand_and_paired_difference():
+    from s3ta.analysis.faithfulness import paired_difference
+
     clean = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
     logits = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]], dtype=torch.float64)
     change = ft.policy_change(clean, 0.5, logits, torch.tensor([0.5, -0.25], dtype=torch.float64), action=0)
@@ -168,7 +204,35 @@ def test_policy_change_by_hand_and_paired_difference():
     # a constant paired difference has a zero-width interval at that value, whatever the steps' spread
     rng = np.random.default_rng(0)
     level = rng.random(30) * 10
-    out = ft.paired_difference(level + 0.2, np.stack([level, level], 1), block=5, draws=200)
-    assert out["difference"] == pytest.approx(0.2) and out["low"] == pytest.approx(0.2) and out["high"] == pytest.approx(0.2)
+    out = paired_difference(level + 0.2, np.stack([level, level], 1), block=5, draws=200)
+    assert out["difference"] == pytest.approx(0.2)
+    assert out["low"] == pytest.approx(0.2) and out["high"] == pytest.approx(0.2)
     with pytest.raises(ValueError):
-        ft.paired_difference(level, level)
+        paired_difference(level, level)
+
+
+# --- the command ----------------------------------------------------------------------------
+def test_explain_faithfulness_top_k_writes_a_paired_table(tmp_path, capsys):
+    from s3ta import agents, envs
+    from s3ta.analysis.cli import main as explain_main
+    from s3ta.analysis.recording import record
+
+    torch.manual_seed(0)
+    env = envs.make("catch", 1, seed=0)
+    agent = agents.build("s3ta-small", env.observation_shape, env.num_actions).eval()
+    rec = tmp_path / "rec"
+    record(agent, env, 1, seed=0).save(rec)
+    argv = ["explain", "faithfulness", str(rec), "--top-k", "1", "2", "--substrate", "plate", "cell-mode",
+            "--states", "3", "--random-draws", "2", "--stride", "16", "--out", str(tmp_path / "out")]
+    assert explain_main(argv) == 0
+    result = json.loads((tmp_path / "out" / "faithfulness_topk.json").read_text())
+    assert set(result["summary"]) == {"plate", "cell-mode"} and set(result["summary"]["plate"]) == {"1", "2"}
+    rows = result["summary"]["plate"]["1"]
+    assert {"head 0", "heads mean", "saliency", "random", "head 0" + ft.OBJECTS, "random" + ft.OBJECTS} <= set(rows)
+    assert rows["random"]["draws"] == 2 and set(rows["head 3"]) == set(ft.MEASURES)
+    text = (tmp_path / "out" / "faithfulness_topk.md").read_text()
+    assert "--top-k 1 2" in text and "| saliency |" in text and "paired by step" in text
+    capsys.readouterr()
+    # the curves take only blur and mean
+    assert explain_main(["explain", "faithfulness", str(rec), "--substrate", "plate"]) == 2
+    assert "need --top-k" in capsys.readouterr().err

@@ -56,3 +56,13 @@ def test_mixed_episode_starts_reset_only_their_rows(name):
         carried, _ = agent(AgentInputs(*(x[:, :1] for x in inputs._replace(done=torch.zeros_like(DONE)))),
                            tuple(s[:1] for s in state))
     assert not torch.allclose(carried.policy_logits[2:, 0], output.policy_logits[2:, 0])
+
+
+def test_episode_starts_does_not_read_flags_off_the_cpu():
+    from s3ta.agents.core import episode_starts
+
+    done = torch.zeros(4, 3, dtype=torch.bool)
+    done[2, 1] = True
+    assert episode_starts(done) == [False, False, True, False]
+    # a device tensor would need a host read: every step resets (by ones where no episode starts)
+    assert episode_starts(done.to("meta")) == [True] * 4

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from s3ta.cli import command, non_negative_int, positive_int
+from s3ta.cli import UsageError, command, non_negative_int, positive_int
 
 if TYPE_CHECKING:
     from s3ta.analysis.audit import AuditSizes
@@ -20,7 +20,7 @@ AUDIT_SUBCOMMANDS = ("faithfulness", "sanity", "closed-loop", "audit", "ram-chec
 
 def register_audit_commands(commands: argparse._SubParsersAction) -> None:
     from s3ta.analysis.audit import AuditSizes
-    from s3ta.analysis.choices import SUBSTRATES
+    from s3ta.analysis.choices import SUBSTRATES, TOPK_SUBSTRATES
 
     defaults = AuditSizes()
 
@@ -33,10 +33,18 @@ def register_audit_commands(commands: argparse._SubParsersAction) -> None:
                    seed_help="seed of the random rankings and tie-breaking")
     p.add_argument("--steps", type=non_negative_int, nargs="+",
                    help="recorded steps (default: --states spread over the episodes)")
-    p.add_argument("--substrate", choices=SUBSTRATES, nargs="+", default=["blur"],
-                   help="what deleted pixels become: the frame blurred (sigma 5 px) and/or its mean colour (default blur)")
+    p.add_argument("--substrate", choices=TOPK_SUBSTRATES, nargs="+",
+                   help="what deleted pixels become: the frame blurred (sigma 5 px) and/or its mean colour (default "
+                        "blur); with --top-k also the recording's median frame (plate) or each cell's most frequent "
+                        "colour (cell-mode) (default plate mean)")
     p.add_argument("--random-draws", type=positive_int, default=defaults.random_draws,
                    help=f"random rankings per state, the chance level (default {defaults.random_draws})")
+    p.add_argument("--top-k", type=positive_int, nargs="+", metavar="K",
+                   help="instead of the curves, delete each map's top K attention cells (and for K = 1 its top cell "
+                        "holding an object) and score the change of the policy (KL, greedy flips, p(a*)) and of the "
+                        "value against K random cells at the same steps, paired, with 95%% block-bootstrap CIs "
+                        "(s3ta.analysis.faithfulness_topk; docs/interpretability.md). Writes faithfulness_topk.json "
+                        "and faithfulness_topk.md")
     p.set_defaults(func=command("explain faithfulness")(_faithfulness))
 
     p = commands.add_parser(
@@ -129,20 +137,60 @@ def _written(*paths: Any) -> int:
 
 
 def _faithfulness(args: argparse.Namespace) -> int:
+    from s3ta.analysis.choices import SUBSTRATES
     from s3ta.analysis.common import analysis_dir, select_steps, write_json
     from s3ta.analysis.faithfulness import faithfulness
     from s3ta.viz.plots import plot_faithfulness
 
+    if args.top_k:
+        return _faithfulness_topk(args)
+    substrates = args.substrate or ["blur"]
+    unsupported = sorted(set(substrates) - set(SUBSTRATES))
+    if unsupported:
+        raise UsageError(f"substrate(s) {', '.join(unsupported)} need --top-k; the curves take {', '.join(SUBSTRATES)}")
     recording, agent = _recording_and_agent(args)
     steps = select_steps(recording, args.steps, args.states)
-    result = faithfulness(agent, recording, steps, substrates=args.substrate, random_draws=args.random_draws,
+    result = faithfulness(agent, recording, steps, substrates=substrates, random_draws=args.random_draws,
                           saliency_stride=args.stride, seed=args.seed, progress=sys.stderr.isatty())
     for kind, maps in result["summary"].items():
         for name, entry in maps.items():
+            paired = "".join(f"  {mode} - random {entry[mode]['vs_random']['difference']:+.3f} "
+                             f"[{entry[mode]['vs_random']['low']:+.3f}, {entry[mode]['vs_random']['high']:+.3f}]"
+                             for mode in ("deletion", "insertion") if "vs_random" in entry[mode])
             print(f"{kind:5s} {name:12s} deletion AUC {entry['deletion']['auc']['mean']:.3f}  "
-                  f"insertion AUC {entry['insertion']['auc']['mean']:.3f}")
+                  f"insertion AUC {entry['insertion']['auc']['mean']:.3f}{paired}")
     out = analysis_dir(recording, args.out)
     return _written(write_json(result, out / "faithfulness.json"), plot_faithfulness(result, out / "faithfulness.png"))
+
+
+def _faithfulness_topk(args: argparse.Namespace) -> int:
+    from s3ta.analysis.common import analysis_dir, select_steps, write_json
+    from s3ta.analysis.faithfulness_topk import topk_faithfulness, topk_table
+
+    recording, agent = _recording_and_agent(args)
+    steps = select_steps(recording, args.steps, args.states)
+    result = topk_faithfulness(agent, recording, steps, ks=args.top_k, substrates=args.substrate or ["plate", "mean"],
+                               random_draws=args.random_draws, saliency_stride=args.stride, seed=args.seed,
+                               progress=sys.stderr.isatty())
+    for kind, by_k in result["summary"].items():
+        for k, entry in by_k.items():
+            for name, row in entry.items():
+                if not name.startswith("random"):
+                    x = row["kl"]
+                    print(f"{kind:9s} k={k:3s} {name:22s} KL {x['map']:.4f} random {x['random']:.4f} "
+                          f"difference {x['difference']:+.4f} [{x['low']:+.4f}, {x['high']:+.4f}]")
+    out = analysis_dir(recording, args.out)
+    settings = result["settings"]
+    which = f"--steps {' '.join(map(str, args.steps))}" if args.steps else f"--states {args.states}"
+    command_line = (f"s3ta explain faithfulness {args.recording} --top-k {' '.join(map(str, settings['ks']))} "
+                    f"--substrate {' '.join(settings['substrates'])} {which} "
+                    f"--random-draws {settings['random_draws']} --stride {settings['saliency_stride']} "
+                    f"--seed {args.seed}")
+    table = "\n".join([f"# Top-k cell deletion: {result['agent']}, {len(steps)} steps", "", f"`{command_line}`", "",
+                        *topk_table(result, "kl"), *topk_table(result, "value")[2:]])
+    markdown = out / "faithfulness_topk.md"
+    markdown.write_text(table + "\n")
+    return _written(write_json(result, out / "faithfulness_topk.json"), markdown)
 
 
 def _sanity(args: argparse.Namespace) -> int:

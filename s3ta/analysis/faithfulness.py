@@ -9,7 +9,9 @@ restores the top k% of the true pixels; k = 0, 5, ..., 100. Each perturbed frame
 agent from the state the clean replay had before t (``forward.replay``), and the curve is p(a*),
 the probability of the action the agent chose at t, with KL(pi_clean || pi_k) beside it.
 AUC = the mean of the curve over k: deletion lower = better, insertion higher = better; a random
-ranking's curves are the chance level. Shape letters: S steps, K fractions, C/H/W frame, A actions.
+ranking's curves are the chance level, and each map is compared with them at the same states
+(``paired_difference``). ``faithfulness_topk`` scores the top few cells only.
+Shape letters: S steps, K fractions, C/H/W frame, A actions.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from s3ta import agents
 from s3ta.agents.core import AgentInputs
 from s3ta.analysis.choices import SUBSTRATES
+from s3ta.analysis.claims import Estimate, bootstrap
 from s3ta.analysis.common import kl_divergence, recorded_inputs
 from s3ta.analysis.forward import Replay, replay, unroll
 from s3ta.analysis.geometry import upsample
@@ -84,6 +87,21 @@ def perturb(frame: np.ndarray, fill: np.ndarray, order: np.ndarray, fractions: S
 def auc(curve: np.ndarray) -> np.ndarray:
     """Area under curves [..., K] sampled at evenly spaced fractions: their mean over K."""
     return np.asarray(curve, np.float64).mean(-1)
+
+
+def paired_difference(map_scores: np.ndarray, random_scores: np.ndarray, *, block: int = 10, draws: int = 1000,
+                      seed: int = 0) -> dict[str, float]:
+    """A map's mean score over steps [S] minus the random rankings' at the same steps ([S, R], averaged
+    over R first), with a moving-block bootstrap 95% CI over steps; and the ratio of the two means."""
+    map_scores, random_scores = np.asarray(map_scores, np.float64), np.asarray(random_scores, np.float64)
+    if map_scores.ndim != 1 or random_scores.ndim != 2 or random_scores.shape[0] != map_scores.shape[0]:
+        raise ValueError(f"need map scores [S] and random scores [S, R], got {map_scores.shape}, {random_scores.shape}")
+    chance = random_scores.mean(1)  # [S]
+    diff = map_scores - chance
+    estimate: Estimate = bootstrap(lambda idx: diff[idx].mean(), len(diff), block=block, draws=draws, seed=seed)
+    return {"map": float(map_scores.mean()), "random": float(chance.mean()), "difference": float(estimate.value),
+            "low": float(estimate.low), "high": float(estimate.high),
+            "ratio": float(map_scores.mean() / chance.mean()) if chance.mean() > 0 else float("nan")}
 
 
 def step_maps(recording: Recording, t: int, saliency_map: np.ndarray | None, random_draws: int,
@@ -183,7 +201,10 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 def summarise(result: dict[str, Any], fractions: np.ndarray = FRACTIONS) -> dict[str, Any]:
     """Per substrate and map (random draws pooled into "random"): mean curves over states and the
-    AUC of p(a*) and of the KL, mean and standard error over states."""
+    AUC of p(a*) and of the KL, mean and standard error over states; and "vs_random", the map's p(a*)
+    AUC minus the random rankings' at the same states with a block-bootstrap 95% CI (blocks of up to 10
+    states). Paired by state, the CI leaves out how much p(a*) varies between states, which the two
+    standard errors carry (docs/interpretability.md, "Faithfulness: why insertion/deletion ...")."""
     out: dict[str, Any] = {}
     for kind, by_map in result["p"].items():
         groups: dict[str, list[str]] = {}
@@ -201,6 +222,15 @@ def summarise(result: dict[str, Any], fractions: np.ndarray = FRACTIONS) -> dict
                     entry[mode]["auc_per_draw"] = [float(auc(by_map[m][mode]).mean()) for m in members]
             entry["draws"] = len(members)
             out[kind][group] = entry
+        randoms = groups.get("random", [])
+        for group in groups:
+            states = len(by_map[groups[group][0]]["deletion"])
+            if group == "random" or not randoms or states < 2:
+                continue
+            for mode in MODES:
+                chance = np.stack([auc(by_map[m][mode]) for m in randoms], 1)  # [S, R]
+                out[kind][group][mode]["vs_random"] = paired_difference(
+                    auc(by_map[groups[group][0]][mode]), chance, block=max(1, min(10, states // 10)))
     return out
 
 

@@ -4,7 +4,7 @@ deletion of ``faithfulness`` could not tell the heads from random, docs/interpre
 
 At step t a map [h, w] (one head, the heads' mean, a saliency map pooled to the cells, or a constant
 map whose ties broken at random give a random ranking) picks its top ``k`` cells, optionally among the
-cells that hold an object (pixels that differ from the episode's median frame, the background plate).
+cells that hold an object (pixels that differ from the recording's median frame, the background plate).
 Their pixels are replaced by a substrate ("blur", "mean" as in ``faithfulness``; "plate": the median
 frame; "cell-mode": each cell's most frequent colour) and the frame is fed to the agent from the state
 the clean replay had before t. Scored by the policy's change, not a curve's area: KL(pi_clean || pi),
@@ -22,16 +22,16 @@ import torch
 from torch import nn
 
 from s3ta.agents.core import AgentInputs
-from s3ta.analysis.claims import Estimate, bootstrap
+from s3ta.analysis.choices import TOPK_SUBSTRATES
 from s3ta.analysis.common import kl_divergence, recorded_inputs
+from s3ta.analysis.faithfulness import paired_difference
 from s3ta.analysis.faithfulness import substrate as frame_substrate
 from s3ta.analysis.forward import Replay, replay, unroll
 from s3ta.analysis.geometry import cell_index
 from s3ta.analysis.recording import Recording
 
-TOPK_SUBSTRATES = ("blur", "mean", "plate", "cell-mode")
 MEASURES = ("kl", "flip", "drop", "value")
-OBJECTS = " | objects"  # suffix of a map restricted to the cells that hold an object
+OBJECTS = " (object cells)"  # suffix of a map restricted to the cells that hold an object
 
 
 # --- pure pieces -----------------------------------------------------------------------------
@@ -150,21 +150,6 @@ def policy_change(clean_logits: torch.Tensor, clean_value: float, logits: torch.
     return Change(kl, flip, drop, value)
 
 
-def paired_difference(map_scores: np.ndarray, random_scores: np.ndarray, *, block: int = 10, draws: int = 1000,
-                      seed: int = 0) -> dict[str, float]:
-    """A map's mean score over steps [S] minus the random rankings' at the same steps ([S, R], averaged
-    over R first), with a moving-block bootstrap 95% CI over steps; and the ratio of the two means."""
-    map_scores, random_scores = np.asarray(map_scores, np.float64), np.asarray(random_scores, np.float64)
-    if map_scores.ndim != 1 or random_scores.ndim != 2 or random_scores.shape[0] != map_scores.shape[0]:
-        raise ValueError(f"need map scores [S] and random scores [S, R], got {map_scores.shape}, {random_scores.shape}")
-    chance = random_scores.mean(1)  # [S]
-    diff = map_scores - chance
-    estimate: Estimate = bootstrap(lambda idx: diff[idx].mean(), len(diff), block=block, draws=draws, seed=seed)
-    return {"map": float(map_scores.mean()), "random": float(chance.mean()), "difference": float(estimate.value),
-            "low": float(estimate.low), "high": float(estimate.high),
-            "ratio": float(map_scores.mean() / chance.mean()) if chance.mean() > 0 else float("nan")}
-
-
 # --- running ---------------------------------------------------------------------------------
 @torch.no_grad()
 def topk_deletion(agent: nn.Module, recording: Recording, steps: Sequence[int], maps: list[dict[str, np.ndarray]], *,
@@ -190,7 +175,9 @@ def topk_deletion(agent: nn.Module, recording: Recording, steps: Sequence[int], 
     rng = np.random.default_rng(seed)
     names = list(maps[0])
     h, w = np.shape(maps[0][names[0]])
-    jobs_of = [(k, name, False) for k in ks for name in names] + ([(1, name, True) for name in names] if objects else [])
+    jobs_of = [(k, name, False) for k in ks for name in names]
+    if objects:
+        jobs_of += [(1, name, True) for name in names]
     scores: dict[str, dict[int, dict[str, dict[str, list]]]] = {s: {} for s in substrates}
     object_counts = []
     for i, t in enumerate(steps):
@@ -260,3 +247,72 @@ def summarise_topk(result: dict[str, Any], *, block: int = 10, draws: int = 1000
                     "draws": len(randoms), **{m: float(np.mean([by_map[r][m] for r in randoms])) for m in MEASURES}}
             out[kind][str(k)] = entry
     return out
+
+
+EXPLANATION = ("Each row: the map's top k attention cells deleted at each step (their pixels replaced by the "
+               "substrate), the agent re-run from the recorded state. map = the mean change over steps (kl: "
+               "KL(pi_clean || pi), flip: greedy action changed, drop: p(a*) lost, value: |V - V_clean|); random = "
+               "the same for k random cells at the same steps; difference = map - random paired by step with its 95% "
+               "block-bootstrap CI. A map beats random where the CI is above 0. '(object cells)': top-1 among the "
+               "cells that hold an object (pixels that differ from the recording's median frame), against random "
+               "object cells.")
+
+
+def topk_faithfulness(agent: nn.Module, recording: Recording, steps: Sequence[int], *, ks: Sequence[int] = (1, 7),
+                      substrates: Sequence[str] = ("plate", "mean"), random_draws: int = 6, saliency_stride: int = 20,
+                      objects: bool = True, block: int = 10, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Top-k cell deletion at ``steps`` for every head, the heads' mean (attention agents), the agent's
+    Greydanus policy-saliency map pooled to the cells (the positive control) and ``random_draws``
+    random rankings (the chance level). Returns the settings, the summary and the per-step scores."""
+    from s3ta.analysis.saliency import saliency
+
+    recording.require_attention("top-k cell deletion")
+    if not steps:
+        raise ValueError("top-k cell deletion needs at least one step")
+    if random_draws < 1:
+        raise ValueError(f"random_draws must be >= 1, got {random_draws}")
+    steps = [int(t) for t in steps]
+    with torch.no_grad():
+        clean = replay(agent.eval(), AgentInputs(*(x[:max(steps) + 1] for x in recorded_inputs(recording))))
+    pixel_maps = saliency(agent, recording, steps, stride=saliency_stride, progress=progress, clean=clean).policy
+    attention = recording.arrays["attention"]  # [T, N, h, w]
+    h, w = attention.shape[-2:]
+    maps = []
+    for i, t in enumerate(steps):
+        step = {f"head {n}": attention[t, n] for n in range(attention.shape[1])}
+        step["heads mean"] = attention[t].mean(0)
+        step["saliency"] = pool_to_cells(pixel_maps[i], h, w)
+        step.update({f"random {r}": np.zeros((h, w), np.float32) for r in range(random_draws)})
+        maps.append(step)
+    result = topk_deletion(agent, recording, steps, maps, ks=ks, substrates=substrates, objects=objects, seed=seed,
+                           clean=clean)
+    return {
+        "method": "top-k cell deletion against random cells, paired by step (issue 38 item 4)",
+        "explanation": EXPLANATION,
+        "agent": recording.meta["source"]["agent"]["name"],
+        "steps": steps,
+        "settings": {"ks": list(ks), "substrates": list(substrates), "random_draws": random_draws,
+                     "saliency_stride": saliency_stride, "objects": objects, "block": block, "seed": seed},
+        "object_cells_per_step": float(result["objects"].mean()),
+        "summary": summarise_topk(result, block=block, seed=seed),
+        "per_step": {s: {str(k): {n: {m: v.tolist() for m, v in d.items()} for n, d in by_k.items()}
+                         for k, by_k in by_s.items()} for s, by_s in result["scores"].items()},
+    }
+
+
+def topk_table(result: dict[str, Any], measure: str = "kl") -> list[str]:
+    """Markdown lines: per substrate and k, each map's ``measure`` against random, paired difference and CI."""
+    lines = [EXPLANATION, ""]
+    for kind, by_k in result["summary"].items():
+        for k, entry in by_k.items():
+            lines += [f"**{kind}, k = {k}** ({measure})", "",
+                      "| map | its cells deleted | random cells deleted | difference [95% CI] | beats random |",
+                      "|---|---|---|---|---|"]
+            for name, row in entry.items():
+                if name.startswith("random"):
+                    continue
+                x = row[measure]
+                lines.append(f"| {name} | {x['map']:.3g} | {x['random']:.3g} | {x['difference']:+.3g} "
+                             f"[{x['low']:+.3g}, {x['high']:+.3g}] | {'yes' if x['low'] > 0 else 'no'} |")
+            lines.append("")
+    return lines
