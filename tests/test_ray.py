@@ -86,7 +86,7 @@ def test_unrolls_are_complete_and_chain_per_actor_across_a_restart():
                 assert torch.equal(~torch.isnan(unroll["episode_return"]), ended)
                 assert set(unroll["episode_return"][ended].tolist()) <= {-1.0, 1.0}
                 assert (unroll["episode_length"][ended] == CATCH_EPISODE).all()
-                last[key] = (info.number, {k: v[-1] for k, v in unroll.items()})
+                last[key] = (info.number, {k: v[-1].clone() for k, v in unroll.items()})  # the batch is refilled next call
             if batches == 3:
                 killed = runner.actor_pids()[1]
                 os.kill(killed, signal.SIGKILL)
