@@ -1,6 +1,7 @@
 """Evaluation statistics: Student-t intervals, aggregate metrics on hand-computed inputs, the
-stratified bootstrap (exact small cases, stratification, coverage on data of known distribution)
-and the binning of learning curves."""
+stratified bootstrap (exact small cases, stratification, coverage on data of known distribution),
+the probability of improvement (hand-computed cases, a pair-by-pair loop, its bootstrap) and the
+binning of learning curves."""
 
 import math
 
@@ -143,6 +144,89 @@ def test_bootstrap_intervals_cover_true_values_on_known_distribution():
     coverage = {name: count / trials for name, count in covered.items()}
     # nominal 95%; the percentile bootstrap of a sample of 10 per task runs a little narrow
     assert all(0.85 <= c <= 1.0 for c in coverage.values()), coverage
+
+
+def improvement_by_pairs(x_runs_per_task, y_runs_per_task):
+    """P(X > Y) written pair by pair, as the paper's Mann-Whitney sum: per task, a win counts 1 and
+    a tie 1/2 over all N x K pairs of runs; the tasks' values are averaged."""
+    per_task = []
+    for x_runs, y_runs in zip(x_runs_per_task, y_runs_per_task):
+        total = 0.0
+        for x in x_runs:
+            for y in y_runs:
+                total += 1.0 if x > y else 0.5 if x == y else 0.0
+        per_task.append(total / (len(x_runs) * len(y_runs)))
+    return sum(per_task) / len(per_task)
+
+
+def test_probability_of_improvement_known_answers():
+    x = metrics.score_matrix([[5.0, 6.0], [2.0], [0.3, 0.4, 0.5]])
+    y = metrics.score_matrix([[1.0], [0.0, 1.0, 1.5], [0.1]])
+    assert metrics.probability_of_improvement(x, y) == 1.0  # every run of X above every run of Y
+    assert metrics.probability_of_improvement(y, x) == 0.0
+    assert metrics.probability_of_improvement(x, x) == 0.5  # identical: ties and mirrored wins
+    constant = np.full((2, 3), 7.0)
+    assert metrics.probability_of_improvement(constant, constant[:1]) == 0.5  # all ties
+
+
+def test_probability_of_improvement_with_ties_by_hand():
+    # task 0: X {1, 2, 3} against Y {2, 2}: pairs 1<2 1<2 (0), 2=2 2=2 (1/2 each), 3>2 3>2 (1 each)
+    #   -> (0 + 0 + 0.5 + 0.5 + 1 + 1) / 6 = 1/2
+    # task 1: X {4} against Y {4, 1}: 4=4 (1/2), 4>1 (1) -> 3/4
+    # task 2: X {0, 5} against Y {5, -1}: 0<5 (0), 0>-1 (1), 5=5 (1/2), 5>-1 (1) -> 5/8
+    # mean over tasks (1/2 + 3/4 + 5/8) / 3 = 5/8. Ties counted 0 would give (1/3 + 1/2 + 1/2) / 3 = 4/9,
+    # ties counted 1 would give (2/3 + 1 + 3/4) / 3 = 29/36.
+    x = metrics.score_matrix([[1.0, 2.0, 3.0], [4.0], [0.0, 5.0]])
+    y = metrics.score_matrix([[2.0, 2.0], [4.0, 1.0], [5.0, -1.0]])
+    assert metrics.probability_of_improvement(x, y) == pytest.approx(5 / 8)
+    assert metrics.probability_of_improvement(y, x) == pytest.approx(3 / 8)  # P(Y > X) = 1 - P(X > Y)
+    # one task only: (1 + 1/2) / 2 for task 1 with Y's runs in the other order
+    assert metrics.probability_of_improvement(x[:1, 1:2], y[::-1, 1:2]) == pytest.approx(3 / 4)
+
+
+def test_probability_of_improvement_equals_the_pair_by_pair_sum():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        tasks = int(rng.integers(1, 6))
+        # small integers, so that ties are common; ragged numbers of runs per task
+        x_runs = [rng.integers(0, 4, rng.integers(1, 5)).astype(float).tolist() for _ in range(tasks)]
+        y_runs = [rng.integers(0, 4, rng.integers(1, 5)).astype(float).tolist() for _ in range(tasks)]
+        x, y = metrics.score_matrix(x_runs), metrics.score_matrix(y_runs)
+        expected = improvement_by_pairs(x_runs, y_runs)
+        assert metrics.probability_of_improvement(x, y) == pytest.approx(expected)
+        assert metrics.probability_of_improvement(y, x) == pytest.approx(1 - expected)
+        # with a leading replicate axis: each replicate on its own
+        stacked = metrics.probability_of_improvement(np.stack([x, x + 10]), np.stack([y, y]))
+        np.testing.assert_allclose(stacked, [expected, 1.0])
+
+
+def test_probability_of_improvement_checks_the_tasks_match():
+    with pytest.raises(ValueError, match="share their tasks"):
+        metrics.probability_of_improvement(np.ones((2, 3)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="all NaN"):
+        metrics.probability_of_improvement(np.ones((2, 2)), np.array([[1.0, np.nan]]))
+
+
+def test_probability_of_improvement_bootstrap():
+    # one task, X {0, 1} against Y {0.5}: each resample of X is {0, 0}, {0, 1} or {1, 1}, with
+    # probabilities 1/4, 1/2, 1/4, and P(X > Y) = 0, 1/2 or 1: the percentiles are exactly 0 and 1.
+    x, y = np.array([[0.0], [1.0]]), np.array([[0.5]])
+    assert metrics.probability_of_improvement_ci(x, y, reps=4000) == Interval(0.5, 0.0, 1.0)
+    # X and Y are resampled independently: Y {0, 1} against itself is not always 1/2 once resampled
+    both = metrics.probability_of_improvement_ci(x, x, reps=4000)
+    assert both.value == 0.5 and both.low < 0.5 < both.high
+    # one run per task for both agents: every replicate is the sample, the interval has no width
+    single = metrics.probability_of_improvement_ci(np.array([[3.0, 1.0, 2.0]]), np.array([[1.0, 1.0, 4.0]]), reps=500)
+    assert single == Interval(0.5, 0.5, 0.5)  # (1 + 1/2 + 0) / 3
+    # reproducible by seed, and the seed matters
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, 3)), rng.normal(0.3, size=(3, 3))
+    a = metrics.probability_of_improvement_ci(x, y, reps=12_000, seed=7)
+    assert a == metrics.probability_of_improvement_ci(x, y, reps=12_000, seed=7)
+    assert a != metrics.probability_of_improvement_ci(x, y, reps=12_000, seed=8)
+    assert a.low <= a.value <= a.high and a.value == metrics.probability_of_improvement(x, y)
+    with pytest.raises(ValueError, match="reps"):
+        metrics.probability_of_improvement_ci(x, y, reps=0)
 
 
 def test_binned_mean_by_hand():

@@ -47,6 +47,7 @@ def test_reference_lookup_by_any_atari_spelling():
 def test_packaged_csvs_keep_their_sources():
     assert any("DQN Zoo" in line for line in reference.source_notes("atari_human_random.csv"))
     assert any("Mott et al. 2019" in line for line in reference.source_notes("paper_results.csv"))
+    assert any("vwxyzjn/cleanba" in line for line in reference.source_notes("peer_curves.csv"))
 
 
 def test_paper_results():
@@ -55,6 +56,20 @@ def test_paper_results():
     s3ta = results[("atari57", "s3ta")]
     assert (s3ta.median_hns_percent, s3ta.mean_hns_percent) == (407.1, 1649.0)
     assert results[("ablation7", "l2-keys")].median_hns_percent == 274.5
+
+
+def test_peer_curves():
+    curves = {c.game: c for c in reference.peer_curves()}
+    # all seven games, spelled as game_name() spells the ALE ids
+    assert sorted(curves) == sorted(reference.game_name(env_id) for env_id in (
+        "ALE/Breakout-v5", "ALE/Pong-v5", "ALE/SpaceInvaders-v5", "ALE/Seaquest-v5", "ALE/MsPacman-v5",
+        "ALE/Qbert-v5", "ALE/BeamRider-v5"))
+    for curve in curves.values():
+        assert curve.peer == "cleanba_impala" and "±15%" in curve.label
+        assert curve.frames == (10_000_000, 20_000_000, 40_000_000, 200_000_000)
+    assert curves["breakout"].returns == (40.0, 170.0, 300.0, 482.0)
+    assert curves["space_invaders"].at(200_000_000) == 28766.0 and curves["pong"].at(20_000_000) == 15.0
+    assert curves["qbert"].at(30_000_000) is None
 
 
 def test_find_target_random_return_is_the_hitting_probability():

@@ -1,6 +1,7 @@
-"""`s3ta report` over fixture run directories: the per-game and aggregate numbers equal the ones
-computed by hand from the episodes, the paper comparison states both frame budgets, the plots
-exist and are embedded in the HTML, and resumed training logs are read once."""
+"""`s3ta report` over fixture run directories: the per-game, aggregate and probability-of-improvement
+numbers equal the ones computed by hand from the episodes, the published peer's return stands beside
+a run at its budget, the paper comparison puts each of our agents beside its model and states both
+frame budgets, the plots exist and are embedded in the HTML, and resumed training logs are read once."""
 
 import argparse
 import csv
@@ -14,7 +15,7 @@ import pytest
 from fixtures.evaluation_runs import write_metrics, write_run
 from s3ta.evaluation import cli
 from s3ta.evaluation.plots import curve_bin_edges
-from s3ta.evaluation.report import build_report, find_runs, read_training_episodes
+from s3ta.evaluation.report import build_report, find_runs, peer_points, read_training_episodes
 
 PONG_HNS = 0.7 / 35.3  # (-20 + 20.7) / (14.6 + 20.7)
 
@@ -90,13 +91,27 @@ def test_report_numbers_are_the_hand_computed_ones(runs, tmp_path):
     assert len(runs_table) == 8
     assert {r["run_dir"] for r in runs_table} >= {"../runs/pong/s3ta-small/seed0"}
 
+    # the only common game of the two Atari agents is pong: s3ta-small's runs -20, -20.7, 14.6 against
+    # lstm's -20.7 win, tie and win -> (1 + 1/2 + 1) / 3; resampling s3ta-small's three runs gives
+    # 1/2 (all three the tie) with probability 1/27 > 2.5%, and 1 with probability 8/27.
+    improvement = {(i["suite"], i["x"], i["y"]): i for i in read_csv(files["improvement_csv"])}
+    assert set(improvement) == {("atari", "s3ta-small", "lstm"), ("atari", "lstm", "s3ta-small")}  # builtin: 1 agent
+    ahead = improvement[("atari", "s3ta-small", "lstm")]
+    assert ahead["games"] == "pong" and (ahead["x_runs_per_game"], ahead["y_runs_per_game"]) == ("3", "1")
+    assert float(ahead["probability_of_improvement"]) == pytest.approx(5 / 6)
+    assert (float(ahead["ci_low"]), float(ahead["ci_high"])) == (0.5, 1.0)
+    behind = improvement[("atari", "lstm", "s3ta-small")]
+    assert float(behind["probability_of_improvement"]) == pytest.approx(1 / 6)
+    assert (float(behind["ci_low"]), float(behind["ci_high"])) == (0.0, 0.5)
+
 
 def test_report_documents(runs, tmp_path):
     out = tmp_path / "report"
     files = build_report([runs], out, reps=2000, title="fixture report")
     markdown = files["markdown"].read_text()
     assert markdown.startswith("# fixture report")
-    for text in ("## Scores per game", "Atari games, human-normalised score (HNS)",
+    for text in ("## Scores per game", "Atari games, human-normalised score (HNS)", "Probability of improvement",
+                 "| s3ta-small | lstm | 1 | 3 / 1 | 0.8333 | [0.5, 1] |  |", "tie counting 1/2",
                  "Built-in tasks, optimal-normalised",
                  "## Comparison with the paper", "not reported", "2e9 steps per game", "1,000 frames per run",
                  "407.1%", "not run", "Not evaluated yet", "../runs/find-target/lstm/seed0", "stratified bootstrap"):
@@ -113,6 +128,63 @@ def test_report_documents(runs, tmp_path):
     page = files["html"].read_text()
     assert page.count('src="data:image/png;base64,') == len(images)
     assert "<table>" in page and "<code>" in page and 'src="plots/' not in page
+
+
+BUDGET = 20_000_000
+
+
+def test_peer_return_at_the_runs_budget(tmp_path):
+    root = tmp_path / "runs"
+    curve = [(5_000_000, 2.0), (15_000_000, 9.0), (BUDGET, 12.0)]
+    write_run(root, "ALE/Breakout-v5", "s3ta-small", 0, [10.0, 14.0], total_frames=BUDGET, curve=curve)
+    write_run(root, "breakout", "lstm-small", 0, [8.0], total_frames=30_000_000)  # no peer point at 30M
+    write_run(root, "catch", "lstm-small", 0, [1.0], total_frames=BUDGET)  # not an Atari game: no peer
+    files = build_report([root], tmp_path / "report", reps=200)
+
+    games = {(g["game"], g["agent"]): g for g in read_csv(files["games_csv"])}
+    assert float(games[("breakout", "s3ta-small @ 2e+07")]["peer_at_budget"]) == 170.0  # Cleanba at 20M frames
+    assert games[("breakout", "lstm-small @ 3e+07")]["peer_at_budget"] == ""
+    assert games[("catch", "lstm-small @ 2e+07")]["peer_at_budget"] == ""
+    markdown = files["markdown"].read_text()
+    table = markdown.split("## Scores per game")[1].split("##")[0]
+    header = next(line for line in table.splitlines() if line.startswith("| game |"))
+    assert header.endswith("| random / reference | peer at budget |")
+    row = next(line for line in table.splitlines() if line.startswith("| breakout | s3ta-small"))
+    assert row.endswith("| 1.7 / 30.5 (human) | 170 |")
+    assert next(line for line in table.splitlines() if line.startswith("| breakout | lstm-small")).endswith("|  |")
+    assert "read off a published plot" in table and "returns of training episodes" in table
+    # the breakout plot runs to 30M frames: it shows the peer's 10M and 20M points, not its 40M one
+    caption = next(line for line in markdown.splitlines() if line.startswith("*breakout:"))
+    assert "Cleanba IMPALA, deep ResNet (read off its plot, ±15%), at 1e+07, 2e+07 frames" in caption
+
+
+def test_peer_points_stop_at_the_plots_range():
+    frames, returns = peer_points("qbert", 20_000_000)["Cleanba IMPALA, deep ResNet (read off its plot, ±15%)"]
+    assert frames.tolist() == [10_000_000, 20_000_000] and returns.tolist() == [1000.0, 4000.0]
+    assert peer_points("qbert", 9_999_999) == {} and peer_points("catch", 1e9) == {}
+
+
+def test_comparison_agents_stand_beside_their_paper_models(tmp_path):
+    root = tmp_path / "runs"
+    # one seed each on breakout (random 1.7, human 30.5): HNS 0, 0.5, 1 and 2 in this order
+    for agent, score in (("lstm-small", 1.7), ("fixed-query-small", 16.1), ("l2-keys-small", 30.5),
+                         ("s3ta-small", 59.3)):
+        write_run(root, "breakout", agent, 0, [score])
+    markdown = build_report([root], tmp_path / "report", reps=200)["markdown"].read_text()
+
+    def paper_row(table, model):
+        return next(line for line in markdown.splitlines() if line.startswith(f"| {table} | {model} |"))
+
+    assert "| lstm-small | 1 | 0.0% [0.0%, 0.0%]" in paper_row("atari57 (57 games)", "lstm")
+    assert "| fixed-query-small | 1 | 50.0% [50.0%, 50.0%]" in paper_row("ablation7 (7 games)", "fixed-query")
+    assert "| l2-keys-small | 1 | 100.0% [100.0%, 100.0%]" in paper_row("ablation7 (7 games)", "l2-keys")
+    assert "| s3ta-small | 1 | 200.0% [200.0%, 200.0%]" in paper_row("ablation7 (7 games)", "s3ta")
+    assert paper_row("atari57 (57 games)", "feedforward").endswith("| not run |  |  |  |  |")
+    # four agents with one run on one game: 12 ordered pairs, each interval without width, and said so
+    note = "1 run per game: the interval reflects no seed variation"
+    assert sum(note in line for line in markdown.splitlines()) == 12
+    assert "| s3ta-small | lstm-small | 1 | 1 / 1 | 1 | [1, 1] |" in markdown
+    assert "| lstm-small | l2-keys-small | 1 | 1 / 1 | 0 | [0, 0] |" in markdown
 
 
 def test_report_without_atari_games_says_so(tmp_path):

@@ -1,9 +1,11 @@
 """The statistics of evaluation, as pure functions of arrays: normalised scores, Student-t
 confidence intervals, the aggregate metrics of Agarwal et al. 2021 ("Deep RL at the edge of the
-statistical precipice": median, mean, interquartile mean, optimality gap) and their stratified
-bootstrap confidence intervals. Nothing here knows of files, configs or environments.
+statistical precipice": median, mean, interquartile mean, optimality gap, probability of
+improvement) and their stratified bootstrap confidence intervals. Nothing here knows of files,
+configs or environments.
 
-Shape letters: R = bootstrap replicates, N = runs (seeds) per task, M = tasks (games).
+Shape letters: R = bootstrap replicates, N = runs (seeds) per task, M = tasks (games); K = runs per
+task of a second agent, where two are compared.
 A score matrix is [N, M]; a task with fewer runs than N is padded with NaN, which every
 function here treats as "no run" (it is never resampled and never counted).
 """
@@ -198,14 +200,24 @@ def stratified_bootstrap_ci(scores, statistic: Callable[[np.ndarray], np.ndarray
     """
     scores = _check_scores(scores)
     rng = np.random.default_rng(seed)
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
+    _check_reps(reps)
     values = [statistic(stratified_bootstrap_replicates(scores, min(_CHUNK, reps - start), rng))
               for start in range(0, reps, _CHUNK)]
-    values = np.concatenate([np.atleast_1d(v) for v in values])  # [R]
+    return _percentile_interval(statistic(scores), values, confidence)
+
+
+def _check_reps(reps: int) -> None:
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+
+
+def _percentile_interval(value, replicate_values: list, confidence: float) -> Interval:
+    """``value`` with the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of the
+    replicate statistics (chunks of [R] concatenated) as its interval."""
+    values = np.concatenate([np.atleast_1d(v) for v in replicate_values])  # [R]
     tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(values, [tail, 100.0 - tail])
-    return Interval(float(statistic(scores)), float(low), float(high))
+    return Interval(float(value), float(low), float(high))
 
 
 def aggregate_intervals(scores, *, reps: int = 50_000, confidence: float = 0.95, seed: int = 0,
@@ -215,6 +227,54 @@ def aggregate_intervals(scores, *, reps: int = 50_000, confidence: float = 0.95,
     statistics = dict(AGGREGATES, optimality_gap=lambda x: aggregate_optimality_gap(x, threshold))
     return {name: stratified_bootstrap_ci(scores, fn, reps=reps, confidence=confidence, seed=seed)
             for name, fn in statistics.items()}
+
+
+# --- probability of improvement ----------------------------------------------------------------
+
+def probability_of_improvement(x_scores, y_scores) -> np.ndarray:
+    """P(X > Y): the probability that a run of agent X on a task beats a run of agent Y on the same
+    task, averaged over tasks (Agarwal et al. 2021; rliable's ``probability_of_improvement``).
+
+    ``x_scores``: [..., N, M] runs of X; ``y_scores``: [..., K, M] runs of Y on the same M tasks, in
+    the same order (NaN = no run). Per task m, with X's n_m and Y's k_m runs there,
+    ``P(X_m > Y_m) = 1 / (n_m k_m) * sum_i sum_j ([x_im > y_jm] + 1/2 [x_im = y_jm])``, the
+    Mann-Whitney U statistic normalised; the result is the mean over tasks, [...]. It depends only on
+    the order of the scores within each task, so raw and normalised scores give the same value.
+    """
+    x_scores, y_scores = _check_scores(x_scores), _check_scores(y_scores)
+    if x_scores.shape[:-2] != y_scores.shape[:-2] or x_scores.shape[-1] != y_scores.shape[-1]:
+        raise ValueError(f"x_scores [..., N, M] and y_scores [..., K, M] must share their tasks M (and any leading "
+                         f"axes), got shapes {x_scores.shape} and {y_scores.shape}")
+    per_task = []
+    for m in range(x_scores.shape[-1]):  # a loop over tasks keeps the pair arrays at [..., N, K]
+        x = x_scores[..., :, None, m]  # [..., N, 1]
+        y = y_scores[..., None, :, m]  # [..., 1, K]
+        wins = (x > y) + 0.5 * (x == y)  # [..., N, K]; a pair with a NaN counts 0 here
+        pairs = (~np.isnan(x) & ~np.isnan(y)).sum(axis=(-2, -1))  # [...]
+        per_task.append(wins.sum(axis=(-2, -1)) / pairs)
+    return np.mean(per_task, axis=0)  # [M, ...] -> [...]
+
+
+def probability_of_improvement_ci(x_scores, y_scores, *, reps: int = 50_000, confidence: float = 0.95,
+                                  seed: int = 0) -> Interval:
+    """``probability_of_improvement(x_scores, y_scores)`` with its percentile stratified-bootstrap
+    interval: in each replicate X's runs and Y's runs are resampled with replacement within each task,
+    independently for X and for Y (the tasks are kept), as rliable's StratifiedIndependentBootstrap.
+
+    A task where both agents have one run contributes the same value to every replicate; with one run
+    per task for both, the interval has no width. Reproducible from the scores, ``reps`` and ``seed``.
+    """
+    x_scores, y_scores = _check_scores(x_scores), _check_scores(y_scores)
+    value = probability_of_improvement(x_scores, y_scores)  # checks that the tasks match
+    _check_reps(reps)
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in range(0, reps, _CHUNK):
+        count = min(_CHUNK, reps - start)
+        x = stratified_bootstrap_replicates(x_scores, count, rng)  # [R, N, M]
+        y = stratified_bootstrap_replicates(y_scores, count, rng)  # [R, K, M]
+        values.append(probability_of_improvement(x, y))  # [R]
+    return _percentile_interval(value, values, confidence)
 
 
 # --- learning curves ------------------------------------------------------------------------

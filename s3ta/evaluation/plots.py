@@ -24,11 +24,12 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def learning_curves(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, game: str,
-                    reference=None) -> Path:
+                    reference=None, peers: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
     """One game's training curves. ``series``: {label: (x [E], per-seed returns [S, E])}; each is
     drawn as the mean over seeds with a band from the lowest to the highest seed (NaN = no data).
     ``reference``: a s3ta.evaluation.reference.Reference whose random (and, for built-in tasks,
-    optimal) return is drawn as a horizontal line."""
+    optimal) return is drawn as a horizontal line. ``peers``: {label: (frames [P], returns [P])},
+    published points of other implementations, drawn as markers."""
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
     for label, (x, curves) in series.items():
@@ -40,6 +41,9 @@ def learning_curves(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path
         line, = ax.plot(x, mean, marker=".", label=f"{label} ({curves.shape[0]} seeds)")
         if curves.shape[0] > 1:
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    for i, (label, (frames, returns)) in enumerate((peers or {}).items()):
+        ax.plot(frames, returns, linestyle="none", marker="Ds^v"[i % 4], markersize=7, markerfacecolor="none",
+                color="black", label=label)
     if reference is not None:
         ax.axhline(reference.low, color="grey", linestyle=":", linewidth=1, label=f"random ({reference.low:g})")
         if reference.suite == "builtin":

@@ -1,8 +1,10 @@
-"""Reference scores that turn raw returns into normalised ones, and the paper's published results.
+"""Reference scores that turn raw returns into normalised ones, the paper's published results and
+other implementations' published learning curves.
 
 Owns reading the packaged tables ``s3ta/data/atari_human_random.csv`` (random and human scores of
-the 57 Atari games) and ``s3ta/data/paper_results.csv`` (Mott et al. 2019 aggregates), and the
-random / optimal returns of the built-in tasks.
+the 57 Atari games), ``s3ta/data/paper_results.csv`` (Mott et al. 2019 aggregates) and
+``s3ta/data/peer_curves.csv`` (peers' returns at a few frame counts), and the random / optimal
+returns of the built-in tasks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import re
 from importlib import resources
 from typing import NamedTuple
 
@@ -31,6 +34,25 @@ class PaperResult(NamedTuple):
     model: str  # feedforward, lstm, s3ta, fixed-query, l2-keys
     median_hns_percent: float
     mean_hns_percent: float
+
+
+class PeerCurve(NamedTuple):
+    """Another implementation's published learning curve on one Atari game, at a few frame counts."""
+
+    game: str  # ROM name, as game_name() spells it ("ms_pacman")
+    peer: str  # the CSV's peer id ("cleanba_impala")
+    label: str  # how plots and tables name the peer, with the precision of the numbers
+    frames: tuple[int, ...]  # environment frames, increasing
+    returns: tuple[float, ...]  # mean training-episode return at each of ``frames``
+
+    def at(self, frames: int) -> float | None:
+        """The return at exactly ``frames``, None where the curve has no point there."""
+        return dict(zip(self.frames, self.returns)).get(int(frames))
+
+
+# How each peer of peer_curves.csv is named: what it is, and how its numbers were obtained.
+PEER_LABELS = {"cleanba_impala": "Cleanba IMPALA, deep ResNet (read off its plot, ±15%)"}
+_PEER_COLUMN = re.compile(r"return_at_(\d+)M_frames")  # return_at_20M_frames -> 20e6 frames
 
 
 # Built-in tasks (default options): uniformly random policy and optimal policy, exact values.
@@ -68,6 +90,25 @@ def paper_results() -> tuple[PaperResult, ...]:
     _, rows = _read_csv("paper_results.csv")
     return tuple(PaperResult(r["table"], r["model"], float(r["median_hns_percent"]), float(r["mean_hns_percent"]))
                  for r in rows)
+
+
+@functools.cache
+def peer_curves() -> tuple[PeerCurve, ...]:
+    """The rows of ``peer_curves.csv``: one curve per (game, peer), its points at the frame counts
+    named by the ``return_at_<millions>M_frames`` columns (an empty cell is no point)."""
+    _, rows = _read_csv("peer_curves.csv")
+    curves = []
+    for row in rows:
+        game = row["game"]
+        if game not in atari_human_random():
+            raise ValueError(f"peer_curves.csv: {game!r} is not the ROM name of one of the 57 Atari games")
+        points = sorted((int(match[1]) * 1_000_000, float(value)) for column, value in row.items()
+                        if (match := _PEER_COLUMN.fullmatch(column)) and value.strip())
+        if not points:
+            raise ValueError(f"peer_curves.csv: the {game} row of {row['peer']} has no return_at_...M_frames value")
+        curves.append(PeerCurve(game, row["peer"], PEER_LABELS.get(row["peer"], row["peer"]),
+                                tuple(f for f, _ in points), tuple(r for _, r in points)))
+    return tuple(curves)
 
 
 def source_notes(name: str) -> list[str]:

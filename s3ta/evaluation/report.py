@@ -1,7 +1,8 @@
 """``s3ta report``: read evaluated run directories and write a report of their scores.
 
 Owns finding runs (a directory with ``config.json``; evaluated when it also has
-``eval/episodes.csv`` and ``eval/summary.json``), the tables (per run, per game, aggregates with
+``eval/episodes.csv`` and ``eval/summary.json``), the tables (per run, per game with a published
+peer's return at the same budget, aggregates and probabilities of improvement with
 stratified-bootstrap intervals, the comparison with the paper) and their rendering as Markdown
 and as HTML with the plots embedded. Every number is derived from the saved per-episode CSVs,
 by the procedure the report itself states.
@@ -25,7 +26,7 @@ import numpy as np
 
 from s3ta.evaluation import metrics
 from s3ta.evaluation.evaluate import EPISODES_CSV, EVAL_DIR, SUMMARY_JSON, read_episode_returns
-from s3ta.evaluation.reference import Reference, game_name, paper_results, reference_for
+from s3ta.evaluation.reference import Reference, game_name, paper_results, peer_curves, reference_for
 from s3ta.evaluation.runlog import read_metrics, read_training_episodes  # noqa: F401 - re-exported for scripts
 
 SUITES = {
@@ -36,9 +37,13 @@ SUITES = {
 }
 PAPER_BUDGETS = {"atari57": "not reported", "ablation7": "2e9 steps per game"}
 PAPER_GAMES = {"atari57": 57, "ablation7": 7}
-# Our agent presets that implement each model of the paper's tables.
-PAPER_MODELS = {"s3ta": ("s3ta", "s3ta-small"), "feedforward": ("feedforward",), "lstm": ("lstm",),
-                "fixed-query": ("fixed-query",), "l2-keys": ("l2-keys",)}
+# Our agent presets that implement each model of the paper's tables. The -small comparison agents
+# share s3ta-small's torso and core: lstm-small drops the attention (the vision output projected
+# into the core), the paper's LSTM baseline idea at equal torso rather than its ResNet; the other two
+# are the paper's top-down ablations at s3ta-small's size.
+PAPER_MODELS = {"s3ta": ("s3ta", "s3ta-small"), "feedforward": ("feedforward",), "lstm": ("lstm", "lstm-small"),
+                "fixed-query": ("fixed-query", "fixed-query-small"), "l2-keys": ("l2-keys", "l2-keys-small")}
+PEER_SOURCE = "s3ta/data/peer_curves.csv"
 
 
 class Run(NamedTuple):
@@ -176,19 +181,41 @@ def per_game_rows(runs: list[Run]) -> list[dict[str, Any]]:
         norm = metrics.mean_ci([r.normalized for r in group]) if ref else metrics.Interval(math.nan, math.nan, math.nan)
         rows.append({"game": game, "agent": names[(agent, budget)], "frame_budget": budget,
                      "seeds": len(group), "episodes_per_seed": sorted({int(r.returns.size) for r in group}),
-                     "raw": raw, "normalized": norm, "reference": ref})
+                     "raw": raw, "normalized": norm, "reference": ref, "peers": peers_at(game, budget)})
     return rows
 
 
-def aggregate_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Per suite, per agent: median, IQM, mean and optimality gap of the runs' normalised scores."""
-    names = _variants(runs)
-    # suite -> (agent, budget) -> game -> normalised run scores
+def peers_at(game: str, frames: int) -> list[tuple[str, float]]:
+    """(peer label, return) of each published peer curve of ``game`` with a point at exactly ``frames``."""
+    return [(c.label, value) for c in peer_curves() if c.game == game and (value := c.at(frames)) is not None]
+
+
+def peer_points(game: str, last_frame: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{peer label: (frames [P], returns [P])}: the points of ``game``'s peer curves at frames up to
+    ``last_frame`` (the end of the plot's x range); peers with no such point are left out."""
+    points = {}
+    for c in peer_curves():
+        frames, returns = np.asarray(c.frames, np.float64), np.asarray(c.returns, np.float64)  # [P]
+        shown = frames <= last_frame
+        if c.game == game and shown.any():
+            points[c.label] = (frames[shown], returns[shown])
+    return points
+
+
+def _normalized_by_suite(runs: list[Run]) -> dict[str, dict[tuple[str, int], dict[str, list[float]]]]:
+    """suite -> (agent, budget) -> game -> the normalised scores of its evaluated runs."""
     by_suite: dict[str, dict[tuple[str, int], dict[str, list[float]]]] = {}
     for r in runs:
         if r.returns is not None and r.reference is not None:
             games = by_suite.setdefault(r.reference.suite, {}).setdefault((r.agent, r.total_frames), {})
             games.setdefault(r.game, []).append(r.normalized)
+    return by_suite
+
+
+def aggregate_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Per suite, per agent: median, IQM, mean and optimality gap of the runs' normalised scores."""
+    names = _variants(runs)
+    by_suite = _normalized_by_suite(runs)
     out: dict[str, list[dict[str, Any]]] = {}
     for suite in SUITES:
         rows = []
@@ -199,6 +226,33 @@ def aggregate_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[d
                          **metrics.aggregate_intervals(scores, reps=reps, seed=seed)})
         if rows:
             out[suite] = rows
+    return out
+
+
+def improvement_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Per suite with at least two agents, per ordered pair (X, Y) of agents: P(X > Y) over the games
+    both ran, with its stratified-bootstrap interval (``metrics.probability_of_improvement_ci``)."""
+    names = _variants(runs)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for suite, by_agent in _normalized_by_suite(runs).items():
+        if suite not in SUITES or len(by_agent) < 2:
+            continue
+        rows = []
+        for x_key, x_games in sorted(by_agent.items()):
+            for y_key, y_games in sorted(by_agent.items()):
+                if x_key == y_key:
+                    continue
+                common = sorted(set(x_games) & set(y_games))
+                row = {"x": names[x_key], "y": names[y_key], "games": common,
+                       "x_runs": [len(x_games[g]) for g in common], "y_runs": [len(y_games[g]) for g in common]}
+                if common:
+                    x = metrics.score_matrix([x_games[g] for g in common])  # [N, M]
+                    y = metrics.score_matrix([y_games[g] for g in common])  # [K, M]
+                    row["probability"] = metrics.probability_of_improvement_ci(x, y, reps=reps, seed=seed)
+                else:
+                    row["probability"] = metrics.Interval(math.nan, math.nan, math.nan)
+                rows.append(row)
+        out[suite] = rows
     return out
 
 
@@ -277,6 +331,7 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
     evaluated = [r for r in runs if r.returns is not None]
     games = per_game_rows(runs)
     aggregates = aggregate_rows(runs, reps=reps, seed=seed)
+    improvements = improvement_rows(runs, reps=reps, seed=seed)
     budgets = sorted({r.total_frames for r in runs})
     blocks: list[Block] = [("h1", title)]
     blocks.append(("p", f"{len(runs)} run directories under {', '.join(f'`{r}`' for r in roots)}; "
@@ -290,6 +345,12 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
     blocks += _method_blocks(reps, seed)
 
     blocks.append(("h2", "Scores per game"))
+    peer_names = ", ".join(sorted({c.label for c in peer_curves()}))
+    blocks.append(("p", "Peer at budget: the return a published implementation reached on the game at the run's "
+                        f"frame budget, from {PEER_SOURCE} (its header names the source): {peer_names}. Empty where "
+                        "that file has no point at this budget. These are mean returns of training episodes read "
+                        "off a published plot by eye, not evaluation scores: a guide to what the budget can reach, "
+                        "not a matched comparison."))
     blocks.append(("table", _game_table(games)))
 
     blocks.append(("h2", "Aggregate scores"))
@@ -305,6 +366,8 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
         path = plots.aggregate_intervals(rows, staging / "plots" / f"aggregates-{suite}.png", name)
         caption = f"{name}: point estimates and 95% stratified-bootstrap intervals."
         blocks.append(("image", Image(path.relative_to(staging), caption)))
+        if suite in improvements:
+            blocks += _improvement_blocks(improvements[suite])
     if "atari" not in aggregates:
         blocks.append(("p", "Human-normalised aggregates are computed over Atari games only; these runs have none."))
 
@@ -318,17 +381,23 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
     names = _variants(runs)
     for game in sorted({r.game for r in runs}):
         game_runs = [r for r in runs if r.game == game]
-        series = {}
+        series, drawn_budgets = {}, []
         for key in sorted({(r.agent, r.total_frames) for r in game_runs}):
             found = seed_curves([r for r in game_runs if (r.agent, r.total_frames) == key], key[1])
             if found is not None:
                 series[names[key]] = found
+                drawn_budgets.append(key[1])
         if not series:
             blocks.append(("p", f"{game}: no training episodes logged."))
             continue
-        path = plots.learning_curves(series, staging / "plots" / f"curve-{_slug(game)}.png", game, game_runs[0].reference)
-        blocks.append(("image", Image(path.relative_to(staging), f"{game}: return of training episodes, mean over seeds "
-                                      "with a min-max band.")))
+        peers = peer_points(game, max(drawn_budgets))  # the largest budget drawn ends the x range
+        path = plots.learning_curves(series, staging / "plots" / f"curve-{_slug(game)}.png", game,
+                                     game_runs[0].reference, peers)
+        caption = f"{game}: return of training episodes, mean over seeds with a min-max band."
+        for label, (frames, _) in peers.items():
+            caption += (f" Markers: {label}, at {', '.join(_frames(f) for f in frames)} frames ({PEER_SOURCE}, "
+                        "training-episode returns).")
+        blocks.append(("image", Image(path.relative_to(staging), caption)))
 
     blocks.append(("h2", "Runs"))
     blocks.append(("p", "Each run's score is the mean of the `return` column of `RUN/eval/episodes.csv`."))
@@ -340,17 +409,20 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
          for r in run_rows])))
 
     files = {"markdown": staging / "report.md", "html": staging / "report.html", "runs_csv": staging / "runs.csv",
-             "games_csv": staging / "games.csv", "aggregates_csv": staging / "aggregates.csv"}
+             "games_csv": staging / "games.csv", "aggregates_csv": staging / "aggregates.csv",
+             "improvement_csv": staging / "improvement.csv"}
     files["markdown"].write_text(render_markdown(blocks))
     files["html"].write_text(render_html(blocks, staging, title))
     _write_csv(files["runs_csv"], run_rows)
     _write_csv(files["games_csv"], [_flatten_game(g) for g in games])
     _write_csv(files["aggregates_csv"],
                [_flatten_aggregate(suite, a) for suite, rows in aggregates.items() for a in rows])
+    _write_csv(files["improvement_csv"],
+               [_flatten_improvement(suite, i) for suite, rows in improvements.items() for i in rows])
     return files
 
 
-REPORT_FILES = ("report.md", "report.html", "runs.csv", "games.csv", "aggregates.csv")
+REPORT_FILES = ("report.md", "report.html", "runs.csv", "games.csv", "aggregates.csv", "improvement.csv")
 REPORT_PLOTS = ("aggregates-*.png", "curve-*.png")  # in OUT/plots
 
 
@@ -383,6 +455,12 @@ def _method_blocks(reps: int, seed: int) -> list[Block]:
         "optimality gap = 1 - mean(min(score, 1)) (lower is better).",
         f"Aggregate intervals: 95% percentile intervals of {reps:,} stratified bootstrap resamples (each game's runs "
         f"resampled with replacement, independently per game; games kept), generator seed {seed}.",
+        "Probability of improvement P(X > Y) (Agarwal et al. 2021), for two agents over the games both ran: per game, "
+        "the fraction of (X run, Y run) pairs in which X's score is higher, a tie counting 1/2 (the Mann-Whitney U "
+        "statistic over N x K pairs); then the mean over games. It depends only on the order of scores within a game. "
+        f"Its 95% interval: {reps:,} stratified bootstrap resamples in which X's and Y's runs are resampled "
+        f"independently within each game, generator seed {seed}. With one run per game for both agents a resample "
+        "is the sample itself, so the interval has no width: it then reflects no seed variation.",
     ])]
 
 
@@ -394,9 +472,46 @@ def _game_table(rows: list[dict[str, Any]]) -> Table:
         body.append([g["game"], g["agent"], _frames(g["frame_budget"]), str(g["seeds"]),
                      "/".join(map(str, g["episodes_per_seed"])), _num(g["raw"].value), _ci(g["raw"], _num),
                      _pct(norm.value) if ref else "", _ci(norm, _pct) if ref else "",
-                     f"{_num(ref.low)} / {_num(ref.high)} ({ref.high_name})" if ref else "none"])
+                     f"{_num(ref.low)} / {_num(ref.high)} ({ref.high_name})" if ref else "none",
+                     _peer_cell(g["peers"])])
     return Table(["game", "agent", "frame budget", "seeds", "episodes/seed", "raw mean", "raw 95% CI",
-                  "normalised mean", "normalised 95% CI", "random / reference"], body)
+                  "normalised mean", "normalised 95% CI", "random / reference", "peer at budget"], body)
+
+
+def _peer_cell(peers: list[tuple[str, float]]) -> str:
+    """The peer's return; each named when there are several."""
+    if len(peers) == 1:
+        return _num(peers[0][1])
+    return "; ".join(f"{_num(value)} ({label})" for label, value in peers)
+
+
+def _improvement_blocks(rows: list[dict[str, Any]]) -> list[Block]:
+    body = []
+    for r in rows:
+        p = r["probability"]
+        runs = f"{_run_counts(r['x_runs'])} / {_run_counts(r['y_runs'])}" if r["games"] else ""
+        single = sum(x == y == 1 for x, y in zip(r["x_runs"], r["y_runs"]))  # games with one run of each
+        if not r["games"]:
+            note = "no game in common"
+        elif single == len(r["games"]):
+            note = "1 run per game: the interval reflects no seed variation"
+        elif single:
+            note = f"1 run of each on {single} of {len(r['games'])} games: those add no seed variation"
+        else:
+            note = ""
+        body.append([r["x"], r["y"], str(len(r["games"])), runs, _num(p.value), _ci(p, _num), note])
+    return [
+        ("p", "Probability of improvement: the probability that a run of agent X scores higher than a run of agent "
+              "Y on the same game, averaged over the games both ran (0.5: neither is ahead; above 0.5: X is). "
+              "Each ordered pair has a row; P(Y > X) = 1 - P(X > Y)."),
+        ("table", Table(["X", "Y", "games", "runs per game (X / Y)", "P(X > Y)", "95% CI", "note"], body)),
+    ]
+
+
+def _run_counts(counts: list[int]) -> str:
+    """The runs per game as "3", or "1-3" when the games differ."""
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _aggregate_table(rows: list[dict[str, Any]]) -> Table:
@@ -435,7 +550,8 @@ def _flatten_game(g: dict[str, Any]) -> dict[str, Any]:
     return {"game": g["game"], "agent": g["agent"], "frame_budget": g["frame_budget"], "seeds": g["seeds"],
             "raw_mean": g["raw"].value, "raw_ci_low": g["raw"].low, "raw_ci_high": g["raw"].high,
             "normalized_mean": g["normalized"].value, "normalized_ci_low": g["normalized"].low,
-            "normalized_ci_high": g["normalized"].high, "reference": ref.high_name if ref else ""}
+            "normalized_ci_high": g["normalized"].high, "reference": ref.high_name if ref else "",
+            "peer_at_budget": "; ".join(str(value) for _, value in g["peers"])}
 
 
 def _flatten_aggregate(suite: str, a: dict[str, Any]) -> dict[str, Any]:
@@ -444,6 +560,13 @@ def _flatten_aggregate(suite: str, a: dict[str, Any]) -> dict[str, Any]:
     for m in metrics.AGGREGATES:
         row.update({m: a[m].value, f"{m}_ci_low": a[m].low, f"{m}_ci_high": a[m].high})
     return row
+
+
+def _flatten_improvement(suite: str, i: dict[str, Any]) -> dict[str, Any]:
+    p = i["probability"]
+    return {"suite": suite, "x": i["x"], "y": i["y"], "games": " ".join(i["games"]),
+            "x_runs_per_game": " ".join(map(str, i["x_runs"])), "y_runs_per_game": " ".join(map(str, i["y_runs"])),
+            "probability_of_improvement": p.value, "ci_low": p.low, "ci_high": p.high}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
