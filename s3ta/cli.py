@@ -177,11 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _list(args: argparse.Namespace) -> int:
     from s3ta import envs
     from s3ta.checkpoints import zoo_names
-    from s3ta.training.config import preset_names
+    from s3ta.training.config import preset_names, preset_versions
 
     print("agents:", ", ".join(AGENT_NAMES))
     print("environments:", ", ".join(envs.list_envs()), "(and any Gymnasium id with image observations)")
-    print("training presets (s3ta train --config NAME):", ", ".join(preset_names()))
+    presets = [f"{name} (version {versions[-1]}" + (f"; earlier: {', '.join(f'@{v}' for v in versions[:-1])})"
+                                                   if len(versions) > 1 else ")")
+               for name, versions in ((name, preset_versions(name)) for name in preset_names())]
+    print("training presets (s3ta train --config NAME, or NAME@VERSION for an earlier version):", ", ".join(presets))
     print("zoo agents (zoo:NAME wherever a checkpoint is taken):", ", ".join(zoo_names()) or "none")
     return 0
 

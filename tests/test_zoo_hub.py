@@ -99,10 +99,11 @@ def test_an_atari_card_names_the_protocol_and_the_preset_command():
                   "| no-op starts | 1 to 30 random no-op frames at each reset |", "| action set | full, 18 actions |"):
         assert field in readme, field
     command = train_command(info["config"])
-    assert command.startswith(f"s3ta train --config atari-small --env pong --seed {info['config']['seed']} ")
+    preset = info["config"]["preset"]  # NAME@VERSION: the command names the version, which repeats it later too
+    assert "@" in preset and command.startswith(f"s3ta train --config {preset} --env pong --seed {info['config']['seed']} ")
     # the command's settings, read as `s3ta train` reads them, are the card's learning settings
     words = command.split()
-    values = dict(config_source("atari-small"))
+    values = dict(config_source(preset))
     for flag, value in zip(words[2::2], words[3::2]):
         key = flag[2:].replace("-", "_")
         if key in ("config", "out"):

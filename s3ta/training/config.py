@@ -216,6 +216,7 @@ def check_override_types(agent_config: Any, overrides: dict[str, Any]) -> None:
 
 
 PRESET_DIR = Path(__file__).parent / "presets"
+"""Each preset's current version, NAME.json; its earlier versions, frozen, in versions/NAME@VERSION.json."""
 
 
 def preset_names() -> list[str]:
@@ -223,10 +224,30 @@ def preset_names() -> list[str]:
     return sorted(path.stem for path in PRESET_DIR.glob("*.json"))
 
 
+def preset_versions(name: str) -> list[int]:
+    """Every version of preset ``name`` that this package can load, the current one last."""
+    current = _read_preset(name, PRESET_DIR / f"{name}.json")["version"]
+    earlier = (int(path.stem.rpartition("@")[2]) for path in (PRESET_DIR / "versions").glob(f"{name}@*.json"))
+    return sorted({*earlier, current})
+
+
 def load_preset(name: str) -> dict[str, Any]:
-    """A shipped preset: {"name", "version", "description", "config": {TrainConfig fields}, "deviations":
-    {field: why it differs from the paper's default}}."""
-    path = PRESET_DIR / f"{name}.json"
+    """A shipped preset, ``NAME`` (its current version) or ``NAME@VERSION`` (that version, so that a run
+    made under it can be repeated after the preset has moved on): {"name", "version", "description",
+    "config": {TrainConfig fields}, "deviations": {field: why it differs from the paper's default}}."""
+    base, _, version = name.partition("@")
+    current = _read_preset(base, PRESET_DIR / f"{base}.json")
+    if not version or version == str(current["version"]):
+        return current
+    path = PRESET_DIR / "versions" / f"{base}@{version}.json"
+    if not version.isdigit() or not path.is_file():
+        versions = ", ".join(f"{base}@{v}" for v in preset_versions(base))
+        raise ValueError(f"preset {base!r} has no version {version!r}; versions: {versions} "
+                         f"(the last is current, also named {base!r})")
+    return _read_preset(name, path)
+
+
+def _read_preset(name: str, path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(preset_names()) or 'none'} "
                          f"(or give the path of a config.json)")

@@ -65,7 +65,7 @@ def train_command(config: dict[str, Any], out: str = "runs/agent") -> str:
     config = {**defaults, **config}  # a field saved before it existed had its default
     base = dict(defaults)
     words = ["s3ta", "train"]
-    preset = (config.get("preset") or "").partition("@")[0]
+    preset = config.get("preset") or ""  # NAME@VERSION: that version, even once the preset has moved on
     if preset:
         try:
             base.update(load_preset(preset)["config"])
