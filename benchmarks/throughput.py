@@ -206,22 +206,33 @@ def flops_table(names: list[str], env_id: str, preset: str | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The docs/benchmarks.md table of a run's rows."""
+    """The docs/benchmarks.md table of a run's rows. A run with bf16 rows also has a column of their
+    end-to-end speed-up over the fp32 row of the same agent, env and preset."""
+    fp32_fps = {(r["agent"], r["env"], r.get("preset")): r["e2e_fps"] for r in rows if r.get("precision", "fp32") == "fp32"}
+    compared = any(r.get("precision", "fp32") != "fp32" for r in rows)
     lines = ["| agent | env | precision | env-only SPS | actor SPS (1 thread) | learner SPS (as in training) | end-to-end SPS "
-             "| end-to-end FPS | GFLOP / agent step (act + learn) | learner MFU | end-to-end MFU | e2e / min(env, learner) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| end-to-end FPS |" + (" end to end vs fp32 |" if compared else "")
+             + " GFLOP / agent step (act + learn) | learner MFU | end-to-end MFU | e2e / min(env, learner) |",
+             "|---|---|---|" + "---:|" * (10 if compared else 9)]
     for r in rows:
-        lines.append(f"| {r['agent']} | {r['env']} | {r.get('precision', 'fp32')} | {r['env_sps']:,.0f} "
+        precision = r.get("precision", "fp32")
+        speedup = ""
+        if compared:
+            baseline = fp32_fps.get((r["agent"], r["env"], r.get("preset")))
+            speedup = f" {r['e2e_fps'] / baseline:.2f}× |" if precision != "fp32" and baseline else "  |"
+        lines.append(f"| {r['agent']} | {r['env']} | {precision} | {r['env_sps']:,.0f} "
                      f"| {r['actor_sps']:,.0f} | {r['learner_sps']:,.1f} "
-                     f"| {r['e2e_sps']:,.1f} | {r['e2e_fps']:,.0f} | {r['gflop_per_step']:.3f} ({r['acting_gflop']:.3f} + "
-                     f"{r['learning_gflop']:.3f}) | {100 * r['learner_mfu']:.0f}% | {100 * r['e2e_mfu']:.0f}% "
-                     f"| {100 * r['e2e_vs_bound']:.0f}% |")
+                     f"| {r['e2e_sps']:,.1f} | {r['e2e_fps']:,.0f} |{speedup} {r['gflop_per_step']:.3f} "
+                     f"({r['acting_gflop']:.3f} + {r['learning_gflop']:.3f}) | {100 * r['learner_mfu']:.0f}% "
+                     f"| {100 * r['e2e_mfu']:.0f}% | {100 * r['e2e_vs_bound']:.0f}% |")
+    parts = ("encoder_core_ms", "loop_core_ms", "actor_core_ms", "env_ms")
     if any("encoder_core_ms" in r for r in rows):
         lines += ["", "Where the time goes, core-milliseconds per 1,000 agent steps:", "",
                   "| agent | env | precision | learner encoder (fwd + bwd) | learner time loop and update | actor inference "
-                  "| env stepping |", "|---|---|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['agent']} | {r['env']} | {r['precision']} | {r['encoder_core_ms']:,.0f} | {r['loop_core_ms']:,.0f} "
-                  f"| {r['actor_core_ms']:,.0f} | {r['env_ms']:,.0f} |" for r in rows if "encoder_core_ms" in r]
+                  "| env stepping | sum |", "|---|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['agent']} | {r['env']} | {r['precision']} | "
+                  + " | ".join(f"{r[k]:,.0f}" for k in parts) + f" | {sum(r[k] for k in parts):,.0f} |"
+                  for r in rows if "encoder_core_ms" in r]
     return "\n".join(lines)
 
 

@@ -181,9 +181,10 @@ def _list(args: argparse.Namespace) -> int:
 
     print("agents:", ", ".join(AGENT_NAMES))
     print("environments:", ", ".join(envs.list_envs()), "(and any Gymnasium id with image observations)")
-    presets = [f"{name} (version {versions[-1]}" + (f"; earlier: {', '.join(f'@{v}' for v in versions[:-1])})"
-                                                   if len(versions) > 1 else ")")
-               for name, versions in ((name, preset_versions(name)) for name in preset_names())]
+    presets = []
+    for name in preset_names():
+        *earlier, current = preset_versions(name)
+        presets.append(f"{name} (version {current}" + (f"; earlier: {', '.join(f'@{v}' for v in earlier)})" if earlier else ")"))
     print("training presets (s3ta train --config NAME, or NAME@VERSION for an earlier version):", ", ".join(presets))
     print("zoo agents (zoo:NAME wherever a checkpoint is taken):", ", ".join(zoo_names()) or "none")
     return 0

@@ -231,28 +231,33 @@ def aggregate_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[d
 
 def improvement_rows(runs: list[Run], *, reps: int, seed: int) -> dict[str, list[dict[str, Any]]]:
     """Per suite with at least two agents, per ordered pair (X, Y) of agents: P(X > Y) over the games
-    both ran, with its stratified-bootstrap interval (``metrics.probability_of_improvement_ci``)."""
+    both ran, with its stratified-bootstrap interval (``metrics.probability_of_improvement_ci``).
+
+    Each unordered pair is bootstrapped once: P(Y > X) = 1 - P(X > Y) holds in every resample, so the
+    reversed row's interval is the mirror of the forward one's percentiles."""
     names = _variants(runs)
     out: dict[str, list[dict[str, Any]]] = {}
     for suite, by_agent in _normalized_by_suite(runs).items():
         if suite not in SUITES or len(by_agent) < 2:
             continue
-        rows = []
-        for x_key, x_games in sorted(by_agent.items()):
-            for y_key, y_games in sorted(by_agent.items()):
-                if x_key == y_key:
-                    continue
+        rows = {}
+        keys = sorted(by_agent)
+        for i, x_key in enumerate(keys):
+            for y_key in keys[i + 1:]:
+                x_games, y_games = by_agent[x_key], by_agent[y_key]
                 common = sorted(set(x_games) & set(y_games))
-                row = {"x": names[x_key], "y": names[y_key], "games": common,
-                       "x_runs": [len(x_games[g]) for g in common], "y_runs": [len(y_games[g]) for g in common]}
+                p = metrics.Interval(math.nan, math.nan, math.nan)
                 if common:
                     x = metrics.score_matrix([x_games[g] for g in common])  # [N, M]
                     y = metrics.score_matrix([y_games[g] for g in common])  # [K, M]
-                    row["probability"] = metrics.probability_of_improvement_ci(x, y, reps=reps, seed=seed)
-                else:
-                    row["probability"] = metrics.Interval(math.nan, math.nan, math.nan)
-                rows.append(row)
-        out[suite] = rows
+                    p = metrics.probability_of_improvement_ci(x, y, reps=reps, seed=seed)
+                x_runs, y_runs = [len(x_games[g]) for g in common], [len(y_games[g]) for g in common]
+                rows[x_key, y_key] = {"x": names[x_key], "y": names[y_key], "games": common,
+                                      "x_runs": x_runs, "y_runs": y_runs, "probability": p}
+                rows[y_key, x_key] = {"x": names[y_key], "y": names[x_key], "games": common,
+                                      "x_runs": y_runs, "y_runs": x_runs,
+                                      "probability": metrics.Interval(1 - p.value, 1 - p.high, 1 - p.low)}
+        out[suite] = [rows[pair] for pair in sorted(rows)]
     return out
 
 
