@@ -137,6 +137,37 @@ def test_cell_started_with_other_settings_is_reported_not_touched(tmp_path):
     assert len(trainer.calls) == 1
 
 
+class MachineTrainer(FakeTrainer):
+    """Records the machine settings each resumed cell is given."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.machines = []
+
+    def __call__(self, config, run_dir, resume=False, machine=None):
+        self.machines.append(machine)
+        return super().__call__(config, run_dir, resume)
+
+
+def test_a_cell_resumes_under_this_commands_machine_settings_and_any_preset_record(tmp_path):
+    """Two shards on one machine take one learner thread each from their second session on, and a run
+    made under an earlier preset version with equal settings counts as its cell: neither is a conflict.
+    A setting that changes what the run learns still is."""
+    cell = ("catch", "lstm", 0)
+    small = {**GRID, "envs": ["catch"], "agents": ["lstm"], "seeds": [0]}
+    trainer = MachineTrainer(interrupt=[cell])
+    run(Grid.from_dict({**small, "train": {**small["train"], "preset": "atari-small@4"}}), tmp_path, trainer,
+        FakeEvaluator())
+    threads = {**small, "train": {**small["train"], "learner_threads": 1, "preset": "atari-small@5"}}
+    results = run(Grid.from_dict(threads), tmp_path, trainer, FakeEvaluator())
+    assert results[0].status == "resumed", results[0].message
+    assert trainer.machines == [None, {"learner_threads": 1}]
+
+    learns = {**small, "train": {**small["train"], "entropy_cost": 0.5}}
+    results = run(Grid.from_dict({**learns, "seeds": [0]}), tmp_path, trainer, FakeEvaluator())
+    assert results[0].status == "failed" and "entropy_cost" in results[0].message
+
+
 def test_a_failing_cell_does_not_stop_the_others(tmp_path):
     trainer = FakeTrainer(fail=[("catch", "s3ta-small", 0)])
     results = run(Grid.from_dict({**GRID, "envs": ["catch"]}), tmp_path, trainer, FakeEvaluator())

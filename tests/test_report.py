@@ -14,7 +14,8 @@ import pytest
 
 from fixtures.evaluation_runs import write_metrics, write_run
 from s3ta.evaluation import cli
-from s3ta.evaluation.plots import curve_bin_edges
+from s3ta.evaluation.metrics import Interval
+from s3ta.evaluation.plots import curve_bin_edges, improvement_pairs
 from s3ta.evaluation.report import build_report, find_runs, peer_points, read_training_episodes
 
 PONG_HNS = 0.7 / 35.3  # (-20 + 20.7) / (14.6 + 20.7)
@@ -122,12 +123,24 @@ def test_report_documents(runs, tmp_path):
 
     images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert sorted(images) == ["plots/aggregates-atari.png", "plots/aggregates-builtin.png", "plots/curve-breakout.png",
-                              "plots/curve-catch.png", "plots/curve-find-target.png", "plots/curve-pong.png"]
+                              "plots/curve-catch.png", "plots/curve-find-target.png", "plots/curve-pong.png",
+                              "plots/improvement-atari.png"]  # builtin has one agent: no pair to draw
     for image in images:
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = files["html"].read_text()
     assert page.count('src="data:image/png;base64,') == len(images)
     assert "<table>" in page and "<code>" in page and 'src="plots/' not in page
+
+
+def test_the_improvement_figure_draws_each_pair_once_with_the_agent_ahead_first():
+    def row(x, y, value, low, high):
+        return {"x": x, "y": y, "probability": Interval(value, low, high)}
+
+    rows = [row("a", "b", 0.3, 0.1, 0.6), row("b", "a", 0.7, 0.4, 0.9),  # b ahead of a
+            row("a", "c", 0.9, 0.8, 1.0), row("c", "a", 0.1, 0.0, 0.2),  # a well ahead of c
+            row("b", "c", math.nan, math.nan, math.nan), row("c", "b", math.nan, math.nan, math.nan)]  # no game in common
+    assert [(r["x"], r["y"], r["probability"].value) for r in improvement_pairs(rows)] == [("a", "c", 0.9),
+                                                                                          ("b", "a", 0.7)]
 
 
 BUDGET = 20_000_000

@@ -7,6 +7,7 @@ and the zoo. Runs are pinned to the CPU (device="cpu"), whatever `auto` would fi
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,15 +116,18 @@ def test_optimizer_state_pairs_each_rmsprop_statistic_with_its_parameter(tmp_pat
 def test_resume_cli_extends_and_names_the_flags_it_ignores(tmp_path):
     train(tiny(total_frames=40), tmp_path)
     result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "80", "--batch-size", "2",
-                  "--learning-rate", "0.1", "--device", "cpu", "--num-actors", "3")
+                  "--learning-rate", "0.1", "--device", "cpu", "--num-actors", "3", "--learner-threads", "1")
     assert result.returncode == 0, result.stderr
     ignored = [line for line in result.stderr.splitlines() if "ignored" in line]
     assert len(ignored) == 1 and "--batch-size" in ignored[0] and "--learning-rate" in ignored[0]
-    assert "--device" not in ignored[0] and "--num-actors" not in ignored[0]  # this machine's settings are taken
+    for flag in ("--device", "--num-actors", "--learner-threads"):  # this machine's settings are taken
+        assert flag not in ignored[0]
     assert load_checkpoint(tmp_path).counters["frames"] == 80
     saved = TrainConfig.load(tmp_path / "config.json")
     assert saved.batch_size == 4 and saved.num_actors == 3  # the run's setting is kept; the machine's is this one's
-    assert [(a["frames"], a["num_actors"]) for a in attempts(tmp_path)] == [(0, TrainConfig().num_actors), (40, 3)]
+    assert saved.learner_threads == 1  # two runs sharing a small machine each take one thread (docs/training.md)
+    assert [(a["frames"], a["num_actors"], a["learner_threads"]) for a in attempts(tmp_path)] == \
+        [(0, TrainConfig().num_actors, os.cpu_count()), (40, 3, 1)]
 
     result = s3ta("train", "--out", str(tmp_path), "--resume", "--total-frames", "60")
     assert result.returncode == 2 and "must be >" in result.stderr and result.stderr.count("\n") == 1

@@ -151,8 +151,23 @@ def default_evaluate(run_dir: Path, episodes: int, greedy: bool):
 
 
 def config_conflicts(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """``key: saved -> requested`` for each requested setting that a run's saved config contradicts."""
-    return [f"{k}: {saved.get(k)!r} (saved) vs {v!r} (grid)" for k, v in requested.items() if saved.get(k) != _plain(v)]
+    """``key: saved -> requested`` for each requested setting that a run's saved config contradicts. How a
+    machine runs a cell (MACHINE_SETTINGS) and the preset's name (a record) are not what it learns: a
+    cell resumes under this command's machine settings, and a run whose every setting equals the grid's
+    counts as its cell whichever preset version it started from."""
+    from s3ta.training.config import MACHINE_SETTINGS
+
+    records = {*MACHINE_SETTINGS, "preset"}
+    return [f"{k}: {saved.get(k)!r} (saved) vs {v!r} (grid)" for k, v in requested.items()
+            if k not in records and saved.get(k) != _plain(v)]
+
+
+def machine_settings(grid: "Grid") -> dict[str, Any]:
+    """The MACHINE_SETTINGS this grid sets (e.g. learner_threads for two shards on one machine): a
+    resumed cell takes them, as ``s3ta train --resume`` takes them from its flags."""
+    from s3ta.training.config import MACHINE_SETTINGS
+
+    return {name: value for name, value in grid.train.items() if name in MACHINE_SETTINGS}
 
 
 def _plain(value: Any) -> Any:
@@ -189,7 +204,9 @@ def run_cell(grid: Grid, cell: Cell, root: str | Path, *, train_fn: TrainFn, eva
         checkpoint = latest_checkpoint(run_dir)
         status = "resumed" if checkpoint is not None else "trained"
         log(f"{cell}: " + (f"resuming from {checkpoint.name}" if checkpoint else "training") + f" in {run_dir}")
-        result = train_fn(grid.config(cell), run_dir, resume=checkpoint is not None)
+        machine = machine_settings(grid) if checkpoint is not None else {}
+        extra = {"machine": machine} if machine else {}  # so that a train_fn without ``machine`` still serves
+        result = train_fn(grid.config(cell), run_dir, resume=checkpoint is not None, **extra)
         if not (run_dir / DONE_MARKER).exists():
             stopped_by = (result or {}).get("interrupted_by") or "the trainer"
             return CellResult(cell, run_dir, "interrupted", f"stopped by {stopped_by} before total_frames")

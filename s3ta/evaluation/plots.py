@@ -80,6 +80,42 @@ def aggregate_intervals(rows: list[dict[str, Any]], path: Path, title: str) -> P
     return _save(fig, path)
 
 
+def improvement_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per unordered pair of agents with a game in common, oriented so that P(X > Y) >= 0.5 (the
+    agent ahead on the left; the reversed row says nothing more), ordered from the largest lead down."""
+    seen, pairs = set(), []
+    for r in rows:
+        key = frozenset((r["x"], r["y"]))
+        if key in seen or math.isnan(r["probability"].value):
+            continue
+        seen.add(key)
+        if r["probability"].value < 0.5:
+            r = next(other for other in rows if (other["x"], other["y"]) == (r["y"], r["x"]))
+        pairs.append(r)
+    return sorted(pairs, key=lambda r: -r["probability"].value)
+
+
+def improvement_intervals(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Probability of improvement, a row per pair of agents (``improvement_pairs``): P(X > Y) with its 95%
+    interval on [0, 1], and the line at 0.5 where neither is ahead; an interval clear of it is a lead."""
+    pairs = improvement_pairs(rows)
+    fig = Figure(figsize=(6.4, 0.5 * len(pairs) + 1.3), layout="constrained")
+    ax = fig.add_subplot()
+    for i, r in enumerate(pairs):
+        p = r["probability"]
+        color = "C0" if p.low > 0.5 else "grey"
+        ax.plot([p.low, p.high], [i, i], color=color, linewidth=6, alpha=0.35, solid_capstyle="butt")
+        ax.plot([p.value], [i], marker="|", markersize=14, color=color, markeredgewidth=2)
+    ax.axvline(0.5, color="black", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(pairs)), [f"P({r['x']} > {r['y']})" for r in pairs])
+    ax.set_ylim(len(pairs) - 0.4, -0.6)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability of improvement, 95% interval (blue: clear of 0.5)", fontsize="small")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, path)
+
+
 def curve_bin_edges(last_frame: float, bins: int) -> np.ndarray:
     """Edges 0, w, 2w, ... of about ``bins`` frame bins up to and including ``last_frame``, where the
     width w is the smallest of 1, 2 or 5 times a power of ten that is >= last_frame / bins (a width a

@@ -54,8 +54,10 @@ def _cell_task(grid_values: dict[str, Any], cell: Cell, root: str, cpus: float) 
     train = default_train()
     sizes = cell_sizes(grid.train, cpus)
 
-    def train_in_cell(config, run_dir, resume=False):  # a resumed run keeps the sizes it was started with
-        return train(dataclasses.replace(config, **sizes), run_dir, resume=resume)
+    def train_in_cell(config, run_dir, resume=False, machine=None):  # a resumed run takes this task's cores
+        if resume:
+            return train(config, run_dir, resume=True, machine={**(machine or {}), **sizes})
+        return train(dataclasses.replace(config, **sizes), run_dir)
 
     return try_cell(grid, cell, root, train_fn=train_in_cell, evaluate_fn=default_evaluate,
                     log=lambda message: print(message, flush=True))

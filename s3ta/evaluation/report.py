@@ -373,6 +373,11 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
         blocks.append(("image", Image(path.relative_to(staging), caption)))
         if suite in improvements:
             blocks += _improvement_blocks(improvements[suite])
+            if plots.improvement_pairs(improvements[suite]):
+                path = plots.improvement_intervals(improvements[suite],
+                                                   staging / "plots" / f"improvement-{suite}.png", name)
+                caption = f"{name}: probability of improvement of each pair of agents, 95% intervals."
+                blocks.append(("image", Image(path.relative_to(staging), caption)))
     if "atari" not in aggregates:
         blocks.append(("p", "Human-normalised aggregates are computed over Atari games only; these runs have none."))
 
@@ -428,7 +433,7 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
 
 
 REPORT_FILES = ("report.md", "report.html", "runs.csv", "games.csv", "aggregates.csv", "improvement.csv")
-REPORT_PLOTS = ("aggregates-*.png", "curve-*.png")  # in OUT/plots
+REPORT_PLOTS = ("aggregates-*.png", "improvement-*.png", "curve-*.png")  # in OUT/plots
 
 
 def earlier_report_files(out: Path, replace: bool) -> list[Path]:

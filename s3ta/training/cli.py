@@ -162,8 +162,9 @@ def register(subparsers) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its newest readable checkpoint, with its saved config; "
                             "--total-frames N extends (or shortens) its budget, the learning-rate schedule following "
-                            "the new total; --device, --num-learners, --num-actors and --envs-per-actor set this "
-                            "machine's (recorded in attempts.json); other flags are ignored")
+                            "the new total; --device, --num-learners, --num-actors, --envs-per-actor, --learner-threads "
+                            "and --unroll-threads set this machine's (recorded in attempts.json); other flags are "
+                            "ignored")
     train.add_argument("--config", metavar="FILE_OR_PRESET",
                        help="start from a config.json (e.g. of an earlier run) or a shipped preset "
                             "(`s3ta list` names them, e.g. atari-small); flags override it")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-MACHINE_SETTINGS = ("device", "num_learners", "num_actors", "envs_per_actor")
+MACHINE_SETTINGS = ("device", "num_learners", "num_actors", "envs_per_actor", "learner_threads", "unroll_threads")
 """Fields that say how this machine runs a run, not what the run learns: `--resume` takes them from the
 command line, so that a run may continue on another machine (a GPU box, then a laptop)."""
 
