@@ -458,3 +458,18 @@ def test_claims_command_end_to_end_on_a_short_recording(tmp_path, capsys):
     bad = parser.parse_args(["claims", "telepathy", "--agent", "s3ta-small", "--out", str(tmp_path / "out")])
     assert bad.func(bad) == 2
     assert "unknown claim 'telepathy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["lstm-small", "feedforward"])
+def test_an_agent_without_attention_is_refused_before_anything_is_played(tmp_path, capsys, name):
+    """lstm-small and the ResNet baselines have no heads: each claim says so in one line and writes nothing
+    (the live claim 3 as much as the recorded ones), rather than playing episodes first."""
+    from s3ta.analysis import claims_cli
+
+    parser = argparse.ArgumentParser()
+    claims_cli.add_parser(parser.add_subparsers(dest="command"))
+    for claim in ("what-where", "novel-objects"):
+        args = parser.parse_args(["claims", claim, "--agent", name, "--env", "breakout", "--out", str(tmp_path / "out")])
+        assert args.func(args) == 2
+        assert f"the claims are about attention heads, and {name} has none" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

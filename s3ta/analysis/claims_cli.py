@@ -77,17 +77,19 @@ def run(args: argparse.Namespace) -> int:
     claim = CLAIMS.get(args.claim) or (int(args.claim) if args.claim in {"1", "2", "3", "4", "5"} else None)
     if claim is None:
         raise UsageError(f"unknown claim {args.claim!r}; choose one of {', '.join(CLAIMS)} (or 1..5)")
-    from s3ta.outputs import writable_dir
+    from s3ta.outputs import creatable_dir, writable_dir
 
     if claim == 3 and args.recording:
         raise UsageError("novel-objects plays the agent live; it takes no --recording")
+    creatable_dir(Path(args.out))
+    loaded = None if args.recording else _agent_and_env(args)  # a bad agent fails before DIR is made
     out = writable_dir(Path(args.out))
     name = next(k for k, v in CLAIMS.items() if v == claim)
     argv = ["s3ta", "claims", name] + _argv_tail(args)
     if claim == 3:
-        result = _novel_objects(args)
+        result = _novel_objects(args, loaded)
     else:
-        recording = _recording(args, out)
+        recording = _recording(args, out, loaded)
         result = {1: _what_where, 2: _looks_at, 4: _planning, 5: _trip_wires}[claim](recording, args)
         result["recording"] = {"path": str(recording.path), "steps": recording.num_steps,
                                "episodes": recording.meta["episodes"], "source": recording.meta["source"]}
@@ -122,7 +124,19 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
 
 # --- the agent and its recording ------------------------------------------------------------
 def _agent_and_env(args: argparse.Namespace):
-    """(agent, env id, protocol, whether untrained) for --agent / --env."""
+    """(agent, env id, protocol, whether untrained) for --agent / --env; an agent without attention maps
+    (lstm-small, the ResNet baselines) is refused here, before anything is played or written."""
+    agent, env_id, protocol, untrained = _load_agent_and_env(args)
+    from s3ta import agents
+
+    if not agents.is_attention_agent(agent):
+        name = agents.describe(agent)["name"]
+        shown = args.agent if args.agent == name else f"{args.agent} ({name})"
+        raise ValueError(f"the claims are about attention heads, and {shown} has none")
+    return agent, env_id, protocol, untrained
+
+
+def _load_agent_and_env(args: argparse.Namespace):
     import torch
 
     from s3ta import agents
@@ -160,13 +174,14 @@ def _ram_env(env_id: str, seed: int, protocol: str):
     return RamAtariEnv(_game(env_id), seed=seed, protocol=protocol)
 
 
-def _recording(args: argparse.Namespace, out: Path):
+def _recording(args: argparse.Namespace, out: Path, loaded):
+    """The recording the claim measures: --recording, or made here from ``loaded`` (``_agent_and_env``)."""
     from s3ta.analysis.recording import check_save_target, load_recording, record
 
     if args.recording:
         recording = load_recording(args.recording)
     else:
-        agent, env_id, protocol, untrained = _agent_and_env(args)
+        agent, env_id, protocol, untrained = loaded
         check_save_target(out / "recording", replace=args.force)
         env = _ram_env(env_id, args.seed, protocol)
         recording = record(agent, env, args.episodes, seed=args.seed, greedy=args.greedy, max_steps=args.max_steps,
@@ -380,11 +395,11 @@ def _trip_wires(recording, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- claim 3 -------------------------------------------------------------------------------
-def _novel_objects(args: argparse.Namespace) -> dict[str, Any]:
+def _novel_objects(args: argparse.Namespace, loaded) -> dict[str, Any]:
     from s3ta.analysis import claims
     from s3ta.analysis.inject import Sprite
 
-    agent, env_id, protocol, untrained = _agent_and_env(args)
+    agent, env_id, protocol, untrained = loaded
     game = _game(env_id)
     if args.onset[0] > args.onset[1]:
         raise UsageError(f"--onset LO HI needs LO <= HI, got {args.onset[0]} {args.onset[1]}")
