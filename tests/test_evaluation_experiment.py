@@ -267,3 +267,18 @@ def test_real_training_and_evaluation_of_one_cell(tmp_path, capsys):
     args = parse(argv)
     assert args.func(args) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_a_finished_shard_says_its_own_cells_are_done(tmp_path, capsys):
+    """Shard 0 of a two-cell grid runs one cell: its summary counts that cell, not the other shard's as
+    "not started", and its last line says that this shard is done rather than the whole grid."""
+    argv = ["experiment", "--envs", "catch", "--agents", "s3ta-small", "lstm", "--seeds", "0", "--total-frames", "40",
+            "--out", str(tmp_path), "--mode", "serial", "--unroll-length", "5", "--batch-size", "2",
+            "--eval-episodes", "1", "--log-interval", "1000", "--learner-threads", "1", "--shard", "0/2"]
+    args = parse(argv)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "= 2 runs of 40 frames each; shard 0/2 runs 1 of them" in out
+    assert "not started" not in out and "all runs trained" not in out
+    assert "the 1 run of shard 0/2 trained and evaluated" in out
+    assert not (tmp_path / "catch" / "lstm").exists()

@@ -12,7 +12,7 @@ from typing import Any
 
 from s3ta.cli import UsageError, command, non_negative_float, positive_float, positive_int
 from s3ta.evaluation.evaluate import DEFAULT_MAX_ENVS, DEFAULT_POLICY
-from s3ta.evaluation.experiment import AXES, Grid, format_cell_results, read_grid_file, run_experiment
+from s3ta.evaluation.experiment import AXES, Grid, format_cell_results, read_grid_file, run_experiment, shard_cells
 from s3ta.training.cli import TIME_LIMIT_EXIT, add_config_flags, parse_duration
 from s3ta.training.config import TrainConfig
 
@@ -158,8 +158,11 @@ def _experiment(args: argparse.Namespace) -> int:
     except TypeError as error:  # a grid file value of the wrong type
         raise UsageError(str(error)) from None
     cells = grid.cells()
+    index, count = args.shard if args.cells_backend != "ray" else (0, 1)
+    mine = shard_cells(cells, (index, count))  # the cells this command runs
+    sharded = f"; shard {index}/{count} runs {len(mine)} of them" if count > 1 else ""
     print(f"experiment in {args.out}: {len(grid.envs)} envs x {len(grid.agents)} agents x {len(grid.seeds)} seeds "
-          f"= {len(cells)} runs of {grid.total_frames:,} frames each")
+          f"= {len(cells)} runs of {grid.total_frames:,} frames each{sharded}")
     if args.cells_backend == "ray":
         try:
             from s3ta.evaluation.ray_experiment import run_experiment_ray
@@ -171,7 +174,7 @@ def _experiment(args: argparse.Namespace) -> int:
                                      cpus_per_cell=args.cpus_per_cell, gpus_per_cell=args.gpus_per_cell)
     else:
         results = run_experiment(grid, args.out, time_limit=args.time_limit, shard=args.shard)
-    print(format_cell_results(results, len(cells)))
+    print(format_cell_results(results, len(mine)))
     if args.time_limit is not None and any(r.status == "interrupted" for r in results):
         print("time limit: run the same command again to go on", file=sys.stderr)
         return TIME_LIMIT_EXIT
@@ -180,7 +183,10 @@ def _experiment(args: argparse.Namespace) -> int:
         return 130
     if any(r.status == "failed" for r in results):
         return 1
-    print(f"all runs trained and evaluated; report: s3ta report {args.out} --out {Path(args.out) / 'report'} "
+    runs = f"{len(mine)} run{'s' * (len(mine) != 1)}"
+    done = "all runs trained and evaluated" if count == 1 else \
+        f"the {runs} of shard {index}/{count} trained and evaluated (the other shards' cells are theirs)"
+    print(f"{done}; report: s3ta report {args.out} --out {Path(args.out) / 'report'} "
           "(add --force to replace an earlier report there)")
     return 0
 
