@@ -26,21 +26,17 @@ wait_passively()  # as the s3ta CLI does, before torch loads
 
 import torch  # noqa: E402
 
-from throughput import matmul_peak  # noqa: E402 - the sibling benchmark's peak
+from throughput import matmul_peak  # noqa: E402 - the sibling benchmarks' peak and log reading
+from train_fps import update_records, window_fps  # noqa: E402
 
 
-def window_fps(run_dir: Path, seconds: float) -> float:
+def last_seconds_fps(run_dir: Path, seconds: float) -> float:
     """Frames per second of wall clock over the run's update records of its last ``seconds``."""
-    path = run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    updates = [r for r in records if r.get("kind") == "update"]
+    updates = update_records(run_dir)
     if not updates:
-        raise SystemExit(f"{path}: no update record; raise --warmup")
-    last = updates[-1]["time"]
-    window = [r for r in updates if r["time"] >= last - seconds]
-    if len(window) < 2:
-        raise SystemExit(f"{path}: fewer than two update records in the last {seconds:g} s; raise --seconds")
-    return (window[-1]["frames"] - window[0]["frames"]) / (window[-1]["time"] - window[0]["time"])
+        raise SystemExit(f"{run_dir}: no update record; raise --warmup")
+    window = [r for r in updates if r["time"] >= updates[-1]["time"] - seconds]
+    return window_fps(window, f"{run_dir}, the last {seconds:g} s")[0]
 
 
 def scenario(runs: int, threads: int, args: argparse.Namespace, workdir: Path) -> list[float]:
@@ -57,7 +53,7 @@ def scenario(runs: int, threads: int, args: argparse.Namespace, workdir: Path) -
         _, err = process.communicate()
         if process.returncode not in (0, 75):  # 75: stopped by its time limit, as intended
             raise SystemExit(f"a run failed (exit {process.returncode}):\n{err[-2000:]}")
-    return [window_fps(run_dir, args.seconds) for run_dir in dirs]
+    return [last_seconds_fps(run_dir, args.seconds) for run_dir in dirs]
 
 
 def table(result: dict) -> str:

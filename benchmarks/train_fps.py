@@ -1,5 +1,7 @@
-"""Steady-state training speed of a run (not a test): environment frames per second of wall clock
-between the first update record at or past ``--from-frames`` and the last one, from its metrics.jsonl.
+"""Training speed of a run (not a test): environment frames per second of wall clock over a window of
+its update records in metrics.jsonl, from the first record at or past ``--from-frames`` to the last one
+(or the last at or before ``--to-frames``). A window may not span a resume: each attempt's clock starts
+again at 0.
 
     s3ta train --config atari-small --env pong --total-frames 250000 --precision bf16 --out runs/fps-bf16
     python benchmarks/train_fps.py runs/fps-bf16 --from-frames 60000
@@ -9,27 +11,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 
-def steady_fps(run_dir: str | Path, from_frames: int) -> tuple[float, int, float]:
-    """(frames per second, frames measured, seconds measured) of ``run_dir``'s update records."""
+def update_records(run_dir: str | Path) -> list[dict]:
+    """The update records of ``run_dir``'s metrics.jsonl, in order."""
     path = Path(run_dir) / "metrics.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    updates = [r for r in records if r.get("kind") == "update" and r["frames"] >= from_frames]
+    return [r for r in records if r.get("kind") == "update"]
+
+
+def window_fps(updates: list[dict], where: str) -> tuple[float, int, float]:
+    """(frames per second, frames measured, seconds measured) from the first to the last of ``updates``, a
+    window of one attempt (``where`` names it in errors)."""
     if len(updates) < 2:
-        raise SystemExit(f"{path}: fewer than two update records from {from_frames:,} frames on")
+        raise SystemExit(f"{where}: fewer than two update records in the window")
+    if any(b["time"] < a["time"] for a, b in zip(updates, updates[1:])):
+        raise SystemExit(f"{where}: the window spans a resume (the clock restarts there); narrow it")
     frames, seconds = updates[-1]["frames"] - updates[0]["frames"], updates[-1]["time"] - updates[0]["time"]
     return frames / seconds, frames, seconds
+
+
+def steady_fps(run_dir: str | Path, from_frames: int, to_frames: float = math.inf) -> tuple[float, int, float]:
+    """``window_fps`` of ``run_dir``'s update records from ``from_frames`` to ``to_frames``."""
+    updates = [r for r in update_records(run_dir) if from_frames <= r["frames"] <= to_frames]
+    return window_fps(updates, f"{run_dir}, frames {from_frames:,} to {to_frames:,}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories")
     parser.add_argument("--from-frames", type=int, default=60_000, help="skip the start-up before this frame")
+    parser.add_argument("--to-frames", type=int, default=None, help="end the window here (default: the last record)")
     args = parser.parse_args()
     for run in args.runs:
-        fps, frames, seconds = steady_fps(run, args.from_frames)
+        fps, frames, seconds = steady_fps(run, args.from_frames, args.to_frames or math.inf)
         print(f"{run}: {fps:,.0f} frames/s ({frames:,} frames in {seconds:.0f} s)")
 
 

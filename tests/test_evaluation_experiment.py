@@ -21,7 +21,7 @@ class FakeTrainer:
         self.interrupt = set(interrupt)
         self.fail = set(fail)
 
-    def __call__(self, config, run_dir, resume=False):
+    def __call__(self, config, run_dir, resume=False, machine=None):
         cell = (config.env, config.agent, config.seed)
         self.calls.append((cell, resume))
         if cell in self.fail:
@@ -195,7 +195,7 @@ class TimedTrainer(FakeTrainer):
         super().__init__()
         self.seconds, self.limits = seconds, []
 
-    def __call__(self, config, run_dir, resume=False, time_limit=None):
+    def __call__(self, config, run_dir, resume=False, time_limit=None, machine=None):
         self.limits.append(time_limit)
         time.sleep(self.seconds)
         return super().__call__(config, run_dir, resume)

@@ -134,7 +134,7 @@ class CellResult(NamedTuple):
     summary: dict[str, Any] | None = None  # the evaluation summary, where there is one
 
 
-TrainFn = Callable[..., dict[str, Any]]  # train(config, run_dir, resume=False) -> summary
+TrainFn = Callable[..., dict[str, Any]]  # train(config, run_dir, resume=False, machine=None) -> summary
 EvaluateFn = Callable[..., tuple[dict[str, Any], list]]  # evaluate_checkpoint(run_dir, episodes, greedy=...)
 
 
@@ -204,9 +204,8 @@ def run_cell(grid: Grid, cell: Cell, root: str | Path, *, train_fn: TrainFn, eva
         checkpoint = latest_checkpoint(run_dir)
         status = "resumed" if checkpoint is not None else "trained"
         log(f"{cell}: " + (f"resuming from {checkpoint.name}" if checkpoint else "training") + f" in {run_dir}")
-        machine = machine_settings(grid) if checkpoint is not None else {}
-        extra = {"machine": machine} if machine else {}  # so that a train_fn without ``machine`` still serves
-        result = train_fn(grid.config(cell), run_dir, resume=checkpoint is not None, **extra)
+        resume = checkpoint is not None
+        result = train_fn(grid.config(cell), run_dir, resume=resume, machine=machine_settings(grid) if resume else None)
         if not (run_dir / DONE_MARKER).exists():
             stopped_by = (result or {}).get("interrupted_by") or "the trainer"
             return CellResult(cell, run_dir, "interrupted", f"stopped by {stopped_by} before total_frames")

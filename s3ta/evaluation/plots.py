@@ -95,10 +95,9 @@ def improvement_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(pairs, key=lambda r: -r["probability"].value)
 
 
-def improvement_intervals(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """Probability of improvement, a row per pair of agents (``improvement_pairs``): P(X > Y) with its 95%
-    interval on [0, 1], and the line at 0.5 where neither is ahead; an interval clear of it is a lead."""
-    pairs = improvement_pairs(rows)
+def improvement_intervals(pairs: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Probability of improvement, a row per pair of agents (``improvement_pairs``' rows): P(X > Y) with its
+    95% interval on [0, 1], and the line at 0.5 where neither is ahead; an interval clear of it is a lead."""
     fig = Figure(figsize=(6.4, 0.5 * len(pairs) + 1.3), layout="constrained")
     ax = fig.add_subplot()
     for i, r in enumerate(pairs):

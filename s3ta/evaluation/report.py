@@ -373,9 +373,9 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
         blocks.append(("image", Image(path.relative_to(staging), caption)))
         if suite in improvements:
             blocks += _improvement_blocks(improvements[suite])
-            if plots.improvement_pairs(improvements[suite]):
-                path = plots.improvement_intervals(improvements[suite],
-                                                   staging / "plots" / f"improvement-{suite}.png", name)
+            pairs = plots.improvement_pairs(improvements[suite])
+            if pairs:
+                path = plots.improvement_intervals(pairs, staging / "plots" / f"improvement-{suite}.png", name)
                 caption = f"{name}: probability of improvement of each pair of agents, 95% intervals."
                 blocks.append(("image", Image(path.relative_to(staging), caption)))
     if "atari" not in aggregates:

@@ -250,7 +250,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
         "frames": counters["frames"], "host": socket.gethostname(), "device": device_name,
         "precision": config.precision, "num_learners": config.num_learners, "num_actors": config.num_actors,
         "envs_per_actor": config.actor_batch, "learner_threads": torch.get_num_threads(),
-        "unroll_threads": unroll_threads or torch.get_num_threads(), "torch": torch.__version__})  # None: the learner's
+        "unroll_threads": unroll_threads or torch.get_num_threads(),  # None means the time loop keeps the learner's
+        "torch": torch.__version__})
 
     monitor = Monitor(run_dir, config.total_frames, counters["frames"], config.log_interval, stream=stream)
     for note in notes:
