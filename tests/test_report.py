@@ -16,7 +16,8 @@ from fixtures.evaluation_runs import write_metrics, write_run
 from s3ta.evaluation import cli
 from s3ta.evaluation.metrics import Interval
 from s3ta.evaluation.plots import curve_bin_edges, improvement_pairs
-from s3ta.evaluation.report import build_report, find_runs, peer_points, read_training_episodes
+from s3ta.evaluation.report import build_report, describe_trained_on, find_runs, peer_points, read_training_episodes
+from s3ta.evaluation.runlog import Stretch, trained_on
 
 PONG_HNS = 0.7 / 35.3  # (-20 + 20.7) / (14.6 + 20.7)
 
@@ -216,6 +217,37 @@ def test_resumed_training_log_is_read_once(tmp_path):
     frames, returns = read_training_episodes(tmp_path)
     assert frames.tolist() == [10, 20, 30, 40]
     assert returns.tolist() == [1.0, -2.0, -3.0, -4.0]
+
+
+def write_attempts(run_dir, *attempts):
+    """attempts.json as train() leaves it: (first frame, device, arithmetic used) per attempt."""
+    (run_dir / "attempts.json").write_text(json.dumps(
+        [{"started": "2026-12-07T00:00:00+00:00", "frames": f, "host": "vm", "device": d, "precision": p}
+         for f, d, p in attempts]))
+
+
+def test_trained_on_follows_the_attempts_that_a_run_kept(tmp_path):
+    # bf16 from 0, resumed in bf16 at 5M; a fp32 attempt from 9M, then a resume from an older checkpoint
+    # (7M) on a machine without bf16: what the 9M attempt trained was replaced
+    write_attempts(tmp_path, (0, "cpu", "bf16"), (5_000_000, "cpu", "bf16"), (9_000_000, "cpu", "fp32"),
+                   (7_000_000, "cpu", "fp32"), (12_000_000, "cuda:0 (NVIDIA H100)", "bf16"))
+    assert trained_on(tmp_path) == [Stretch(0, 7_000_000, "cpu", "bf16"), Stretch(7_000_000, 12_000_000, "cpu", "fp32"),
+                                    Stretch(12_000_000, None, "cuda:0 (NVIDIA H100)", "bf16")]
+    assert describe_trained_on(tmp_path, 20_000_000) == \
+        "cpu bf16 0–7M, cpu fp32 7M–12M, cuda:0 (NVIDIA H100) bf16 12M–20M"
+    write_attempts(tmp_path, (0, "cpu", "fp32"), (9_300_480, "cpu", "fp32"))
+    assert describe_trained_on(tmp_path, 20_000_000) == "cpu fp32"
+    (tmp_path / "attempts.json").unlink()
+    assert trained_on(tmp_path) == [] and describe_trained_on(tmp_path, None) == "n/a"
+
+
+def test_report_says_where_each_run_trained(runs, tmp_path):
+    write_attempts(runs / "pong" / "s3ta-small" / "seed0", (0, "cpu", "bf16"), (500, "cpu", "fp32"))
+    files = build_report([runs], tmp_path / "report", reps=200)
+    rows = {r["run_dir"]: r for r in read_csv(files["runs_csv"])}
+    assert rows["../runs/pong/s3ta-small/seed0"]["trained_on"] == "cpu bf16 0–0.0005M, cpu fp32 0.0005M–0.001M"
+    assert rows["../runs/pong/s3ta-small/seed1"]["trained_on"] == "n/a"
+    assert "| cpu bf16 0–0.0005M, cpu fp32 0.0005M–0.001M |" in files["markdown"].read_text()
 
 
 @pytest.mark.parametrize("last_frame, width, count", [(39_991_040, 1_000_000, 40), (40_000_000, 1_000_000, 41),

@@ -395,6 +395,7 @@ def test_zoo_add_builds_a_verified_agent_and_rejects_tampering(tmp_path):
     assert zoo.names(root) == ["catch-tiny"]
     info = zoo.card("catch-tiny", root)
     assert info["frames"] == 100 and info["evaluation"]["episodes"] == 3 and len(info["evaluation"]["returns"]) == 3
+    assert info["trained_on"] == [{"start": 0, "end": None, "device": "cpu", "precision": "fp32"}]
     weights = zoo.weights_path("catch-tiny", root)
     payload = torch.load(weights, weights_only=True)
     assert payload["optimizer"] == {} and set(payload["model"]) == set(load_checkpoint(run).model)

@@ -28,6 +28,7 @@ from s3ta.evaluation import metrics
 from s3ta.evaluation.evaluate import EPISODES_CSV, EVAL_DIR, SUMMARY_JSON, read_episode_returns
 from s3ta.evaluation.reference import Reference, game_name, paper_results, peer_curves, reference_for
 from s3ta.evaluation.runlog import read_metrics, read_training_episodes  # noqa: F401 - re-exported for scripts
+from s3ta.evaluation.runlog import trained_on
 
 SUITES = {
     "atari": ("Atari games, human-normalised score (HNS)",
@@ -135,6 +136,10 @@ def _frames(n: float) -> str:
     return f"{n:.3g}" if n >= 1e6 else f"{int(n):,}"
 
 
+def _millions(n: float) -> str:
+    return f"{n / 1e6:.3g}M" if n else "0"
+
+
 def _num(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{x:.4g}"
 
@@ -158,8 +163,25 @@ def per_run_rows(runs: list[Run], base: Path | None = None) -> list[dict[str, An
             "game": r.game, "agent": r.agent, "seed": r.seed, "frame_budget": r.total_frames,
             "frames_trained": s.get("checkpoint_frames"), "protocol": s.get("protocol"), "policy": s.get("policy"),
             "episodes": int(r.returns.size), "raw_score": r.score, "normalized_score": r.normalized,
+            "preset": r.config.get("preset") or "", "trained_on": describe_trained_on(r.run_dir, s.get("checkpoint_frames")),
         })
     return rows
+
+
+def describe_trained_on(run_dir: Path, frames_trained: int | None) -> str:
+    """Where and in which arithmetic a run trained, e.g. "cpu bf16 0–9.3M, cpu fp32 9.3M–20M" ("cpu
+    fp32" for one stretch); "n/a" for a run without attempts.json (it predates the file)."""
+    stretches = trained_on(run_dir)
+    if not stretches:
+        return "n/a"
+    if len(stretches) == 1:
+        return f"{stretches[0].device} {stretches[0].precision}"
+    parts = []
+    for stretch in stretches:
+        end = stretch.end if stretch.end is not None else frames_trained
+        span = f"{_millions(stretch.start)}–{_millions(end) if end is not None else ''}"
+        parts.append(f"{stretch.device} {stretch.precision} {span}")
+    return ", ".join(parts)
 
 
 def _relative(path: Path, base: Path) -> Path:
@@ -410,12 +432,17 @@ def _write_report(runs: list[Run], roots: list[str | Path], out: Path, staging: 
         blocks.append(("image", Image(path.relative_to(staging), caption)))
 
     blocks.append(("h2", "Runs"))
-    blocks.append(("p", "Each run's score is the mean of the `return` column of `RUN/eval/episodes.csv`."))
+    blocks.append(("p", "Each run's score is the mean of the `return` column of `RUN/eval/episodes.csv`. Preset: the "
+                        "version the run started from (`config.json`). Trained on: the device and arithmetic of each "
+                        "stretch of frames (`attempts.json`; bf16 asked for on a CPU without bf16 instructions trains "
+                        "in fp32)."))
     run_rows = per_run_rows(runs, out)
     blocks.append(("table", Table(
-        ["run", "game", "agent", "seed", "frames trained", "protocol", "policy", "episodes", "raw score", "normalised"],
+        ["run", "game", "agent", "seed", "frames trained", "protocol", "policy", "episodes", "raw score", "normalised",
+         "preset", "trained on"],
         [[f"`{r['run_dir']}`", r["game"], r["agent"], str(r["seed"]), _frames(r["frames_trained"] or 0),
-          str(r["protocol"]), str(r["policy"]), str(r["episodes"]), _num(r["raw_score"]), _pct(r["normalized_score"])]
+          str(r["protocol"]), str(r["policy"]), str(r["episodes"]), _num(r["raw_score"]), _pct(r["normalized_score"]),
+          f"`{r['preset']}`" if r["preset"] else "", r["trained_on"]]
          for r in run_rows])))
 
     files = {"markdown": staging / "report.md", "html": staging / "report.html", "runs_csv": staging / "runs.csv",

@@ -22,6 +22,7 @@ import torch
 
 from s3ta import agents, envs
 from s3ta.checkpoints import newest_valid_checkpoint
+from s3ta.evaluation.runlog import ATTEMPTS
 from s3ta.outputs import creatable_dir
 from s3ta.precision import resolve_precision
 from s3ta.runtime import tune_allocator
@@ -40,7 +41,6 @@ from s3ta.training.monitor import Monitor
 from s3ta.training.runners import ParallelRunner, SerialRunner
 
 DONE_MARKER = "DONE"
-ATTEMPTS = "attempts.json"  # one record per call of train() on the run: its machine, device and first frame
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,7 +4,7 @@ learning curve, attention GIF), addressed as ``zoo:NAME`` wherever a checkpoint 
 Reading the zoo (its names, cards and hash-checked weights) is ``s3ta.checkpoints``, the low module
 that every command loads agents through; its names are re-exported here. This module is the zoo's
 maintainer side, above evaluation, analysis and the plots: ``add`` makes a zoo agent from a training
-run (evaluates it, draws its curve and GIF, writes its card), ``training_hours`` reads a run's log,
+run (evaluates it, draws its curve and GIF, writes its card), ``training_hours`` (from ``s3ta.evaluation.runlog``) reads a run's log,
 and ``s3ta.zoo.hub`` exports an agent as a folder for a model hub.
 
 A zoo agent's ``weights.pt`` is an s3ta checkpoint holding only the model (no optimizer, schedule or RNG
@@ -15,7 +15,6 @@ other. ``card.json`` says how it was made and scored; its ``sha256`` is checked 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shutil
@@ -39,6 +38,7 @@ from s3ta.checkpoints import zoo_card as card
 from s3ta.checkpoints import zoo_folder as folder
 from s3ta.checkpoints import zoo_names as names
 from s3ta.checkpoints import zoo_weights as weights_path
+from s3ta.evaluation.runlog import trained_on, training_hours  # noqa: F401 - training_hours re-exported
 
 
 def describe_machine() -> str:
@@ -55,22 +55,6 @@ def describe_machine() -> str:
         pass
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return f"{os.cpu_count()} cores of {cpu}{gpu}, torch {torch.__version__}"
-
-
-def training_hours(run_dir: Path, until_frames: float = math.inf) -> float:
-    """Wall-clock hours of a run over all its attempts, from the ``time`` of its logged updates (each
-    attempt restarts its clock; what an attempt did after its last log line is not counted, nor what an
-    interrupted attempt did after the checkpoint its successor resumed from), up to ``until_frames``."""
-    from s3ta.evaluation.runlog import read_metrics
-
-    total, last = 0.0, 0.0
-    for record in read_metrics(run_dir, "update"):
-        if record["frames"] > until_frames:
-            break
-        if record["time"] < last:  # a new attempt
-            total += last
-        last = record["time"]
-    return (total + last) / 3600
 
 
 def export_weights(checkpoint_path: str | Path, out: Path) -> Path:
@@ -142,6 +126,7 @@ def add(run_dir: str | Path, name: str, *, checkpoint: str | Path | None = None,
             "frames": int(ckpt.counters["frames"]),
             "updates": int(ckpt.counters["updates"]),
             "wall_clock_hours": round(training_hours(run_dir), 3),
+            "trained_on": [stretch._asdict() for stretch in trained_on(run_dir)],  # attempts.json: device, arithmetic
             "machine": machine or describe_machine(),
             "protocol": config.get("protocol", "paper"),
             "train_command": train_command(config, out=f"runs/{name}"),
