@@ -1,6 +1,6 @@
 """bf16: outputs, policy and gradients of a bf16 forward pass stay close to fp32 on a fixed batch, the
 master weights and optimizer state stay fp32, the support check reads the CPU's flags, and a run on a
-machine without bf16 says so and records fp32."""
+machine without bf16 says so, trains in fp32 and records it for that attempt only."""
 
 import json
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from s3ta import agents, precision
-from s3ta.training import TrainConfig, train
+from s3ta.checkpoints import load_checkpoint
+from s3ta.training import TrainConfig, loop, train
 from s3ta.training.learner import learn, make_optimizer, make_scheduler
 from tests.test_agents import random_inputs
 
@@ -121,13 +122,28 @@ def test_cpu_flags_decide_bf16_support(tmp_path):
 
 
 def test_unsupported_bf16_trains_in_fp32_and_says_so(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(precision, "bf16_support", lambda device_type: (False, "the CPU has no bf16 instructions"))
+    """A machine without bf16 trains in fp32 and records it for the attempt, while the run keeps the bf16 it
+    asked for (config.json and the checkpoint), so that it trains in bf16 again where resumed with bf16 and
+    a grid still counts it as its cell."""
+    supported = {"value": False}
+    monkeypatch.setattr(precision, "bf16_support",
+                        lambda device_type: (supported["value"], "the CPU has no bf16 instructions"))
+    seen = []
+    real_learn = loop.learn
+    monkeypatch.setattr(loop, "learn", lambda *args: seen.append(args[-2].precision) or real_learn(*args))
     config = TrainConfig(env="catch", agent="s3ta-small", total_frames=2 * 4 * 2, unroll_length=4, batch_size=2,
                          mode="serial", precision="bf16", log_interval=0.01)
-    train(config, tmp_path / "run")
+    run = tmp_path / "run"
+    train(config, run)
     printed = capsys.readouterr()
     assert "bf16 was asked for but the CPU has no bf16 instructions: training in fp32" in printed.out + printed.err
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "fp32"
+    assert seen == ["fp32", "fp32"]
+    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
+    assert load_checkpoint(run).config["precision"] == "bf16"
+    supported["value"] = True  # the next machine has bf16
+    train(config, run, resume=True, total_frames=4 * 4 * 2)
+    assert seen == ["fp32", "fp32", "bf16", "bf16"]
+    assert [a["precision"] for a in json.loads((run / "attempts.json").read_text())] == ["fp32", "bf16"]
 
 
 def test_precision_is_validated():

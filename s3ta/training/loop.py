@@ -217,7 +217,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
 
         check_learners(config, device)
     precision, fallback = resolve_precision(config.precision, device)
-    if fallback:  # the record says what ran
+    run_config = config  # the run's settings as asked, saved in config.json and every checkpoint
+    if fallback:  # this attempt's arithmetic only: attempts.json records it, and the next machine may have bf16
         notes.append(fallback)
         config = dataclasses.replace(config, precision=precision)
     observation_shape, num_actions, frames_per_step = probe_env(config)
@@ -227,7 +228,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
         check_compatible(checkpoint, agents.describe(agent))
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
+    run_config.save(run_dir / "config.json")
     if resume and config.total_frames > (checkpoint.counters["frames"] if checkpoint else 0):
         (run_dir / DONE_MARKER).unlink(missing_ok=True)  # an extended run is no longer finished
     tune_allocator()
@@ -274,7 +275,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stream
 
     def checkpoint_now() -> Path:
         return save_checkpoint(run_dir, model=agent, optimizer=optimizer, scheduler=scheduler, counters=counters,
-                               rng=_rng_state(), config=config.to_dict(), keep=config.keep_checkpoints)
+                               rng=_rng_state(), config=run_config.to_dict(), keep=config.keep_checkpoints)
 
     stop_signal: list[int] = []
     handlers = {}
