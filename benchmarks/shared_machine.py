@@ -27,12 +27,14 @@ wait_passively()  # as the s3ta CLI does, before torch loads
 import torch  # noqa: E402
 
 from throughput import matmul_peak  # noqa: E402 - the sibling benchmarks' peak and log reading
-from train_fps import update_records, window_fps  # noqa: E402
+from train_fps import window_fps  # noqa: E402
+
+from s3ta.evaluation.runlog import read_metrics  # noqa: E402
 
 
 def last_seconds_fps(run_dir: Path, seconds: float) -> float:
     """Frames per second of wall clock over the run's update records of its last ``seconds``."""
-    updates = update_records(run_dir)
+    updates = read_metrics(run_dir, "update")
     if not updates:
         raise SystemExit(f"{run_dir}: no update record; raise --warmup")
     window = [r for r in updates if r["time"] >= updates[-1]["time"] - seconds]

@@ -10,16 +10,10 @@ again at 0.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
-
-def update_records(run_dir: str | Path) -> list[dict]:
-    """The update records of ``run_dir``'s metrics.jsonl, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("kind") == "update"]
+from s3ta.evaluation.runlog import read_metrics  # the log as the report reads it: superseded records left out
 
 
 def window_fps(updates: list[dict], where: str) -> tuple[float, int, float]:
@@ -35,7 +29,7 @@ def window_fps(updates: list[dict], where: str) -> tuple[float, int, float]:
 
 def steady_fps(run_dir: str | Path, from_frames: int, to_frames: float = math.inf) -> tuple[float, int, float]:
     """``window_fps`` of ``run_dir``'s update records from ``from_frames`` to ``to_frames``."""
-    updates = [r for r in update_records(run_dir) if from_frames <= r["frames"] <= to_frames]
+    updates = [r for r in read_metrics(run_dir, "update") if from_frames <= r["frames"] <= to_frames]
     return window_fps(updates, f"{run_dir}, frames {from_frames:,} to {to_frames:,}")
 
 

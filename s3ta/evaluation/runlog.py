@@ -88,22 +88,20 @@ def read_attempts(run_dir: str | Path) -> list[dict]:
     return attempts if isinstance(attempts, list) else []
 
 
-def trained_on(run_dir: str | Path, precision: str = "fp32") -> list[Stretch]:
+def trained_on(run_dir: str | Path) -> list[Stretch]:
     """Where and in which arithmetic each stretch of a run's frames trained, from ``attempts.json``.
 
     An attempt trains from its first frame until the next attempt resumes; one that resumes from an
     older checkpoint replaces what its predecessors trained past that point. Neighbouring stretches on
-    the same device and arithmetic are merged. A record without ``precision`` (an older format) counts
-    as ``precision``; [] where the run has no attempts.json."""
+    the same device and arithmetic are merged; [] where the run has no attempts.json."""
     stretches: list[Stretch] = []
     for attempt in read_attempts(run_dir):
-        start = int(attempt.get("frames", 0))
+        start = int(attempt["frames"])
         while stretches and stretches[-1].start >= start:
             stretches.pop()  # replaced: this attempt resumed from a checkpoint at or before its start
         if stretches:
             stretches[-1] = stretches[-1]._replace(end=start)
-        stretches.append(Stretch(start, None, str(attempt.get("device", "cpu")),
-                                 str(attempt.get("precision", precision))))
+        stretches.append(Stretch(start, None, attempt["device"], attempt["precision"]))
     merged: list[Stretch] = []
     for stretch in stretches:
         if merged and (merged[-1].device, merged[-1].precision) == (stretch.device, stretch.precision):

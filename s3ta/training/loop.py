@@ -22,7 +22,7 @@ import torch
 
 from s3ta import agents, envs
 from s3ta.checkpoints import newest_valid_checkpoint
-from s3ta.evaluation.runlog import ATTEMPTS
+from s3ta.evaluation.runlog import ATTEMPTS, read_attempts
 from s3ta.outputs import creatable_dir
 from s3ta.precision import resolve_precision
 from s3ta.runtime import tune_allocator
@@ -62,11 +62,7 @@ def describe_device(device: torch.device) -> str:
 def record_attempt(run_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     """Append ``record`` to ``run_dir/attempts.json`` (written atomically) and return every attempt's."""
     path = run_dir / ATTEMPTS
-    try:
-        attempts = json.loads(path.read_text()) if path.exists() else []
-    except (OSError, json.JSONDecodeError):
-        attempts = []  # a torn file from a machine that died mid-write: the record starts again
-    attempts.append(record)
+    attempts = read_attempts(run_dir) + [record]  # a torn file (a machine that died mid-write) starts again
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(attempts, indent=2) + "\n")
     os.replace(tmp, path)

@@ -4,8 +4,9 @@ learning curve, attention GIF), addressed as ``zoo:NAME`` wherever a checkpoint 
 Reading the zoo (its names, cards and hash-checked weights) is ``s3ta.checkpoints``, the low module
 that every command loads agents through; its names are re-exported here. This module is the zoo's
 maintainer side, above evaluation, analysis and the plots: ``add`` makes a zoo agent from a training
-run (evaluates it, draws its curve and GIF, writes its card), ``training_hours`` (from ``s3ta.evaluation.runlog``) reads a run's log,
-and ``s3ta.zoo.hub`` exports an agent as a folder for a model hub.
+run (evaluates it, draws its curve and GIF, writes its card, with the training hours and the device and
+arithmetic of each stretch that ``s3ta.evaluation.runlog`` reads from the run), and ``s3ta.zoo.hub``
+exports an agent as a folder for a model hub.
 
 A zoo agent's ``weights.pt`` is an s3ta checkpoint holding only the model (no optimizer, schedule or RNG
 state), so ``s3ta.checkpoints.load_agent("zoo:NAME")`` reads it with ``weights_only=True`` like any
