@@ -21,13 +21,20 @@ def greedy_return(run_dir, episodes: int = 100) -> float:
     return float(np.mean([episode.episode_return for episode in played]))
 
 
+# atari-small's init gains (its deviations say why): keys and content queries large enough that the heads are
+# content-driven from the first step. With PyTorch's default init the heads stay near uniform for ~150k frames
+# on catch before the return leaves the random level (docs/notebook/catch.md).
+CONTENT_DRIVEN_INIT = {"convlstm_init_gain": 3.0, "query_content_bias_gain": 30.0}
+
+
 def test_s3ta_small_learns_catch_in_serial_mode(tmp_path):
-    # Serial mode is deterministic: this run reaches ~0.9 by 200k frames (6 min on 2 cores).
-    config = TrainConfig(env="catch", agent="s3ta-small", total_frames=200_000, unroll_length=20, batch_size=8,
-                         learning_rate=2e-3, mode="serial", log_interval=1e9)
+    # Serial mode is deterministic: this run reached 0.98 (last 100 episodes) and 1.0 greedy at 100k frames, and
+    # 0.72 / 0.84 at 60k; the default init gave -0.76 at 100k.
+    config = TrainConfig(env="catch", agent="s3ta-small", agent_overrides=CONTENT_DRIVEN_INIT, total_frames=100_000,
+                         unroll_length=20, batch_size=8, learning_rate=2e-3, mode="serial", log_interval=1e9)
     summary = train(config, tmp_path)
-    assert summary["mean_recent_return"] > 0.5, summary
-    assert greedy_return(tmp_path) > 0.5
+    assert summary["mean_recent_return"] > 0.7, summary
+    assert greedy_return(tmp_path) > 0.8
 
 
 NARROW_RESNET = {"stage_channels": [8, 16, 16], "hidden_size": 128}  # the paper's architecture, narrower: faster tests
