@@ -345,7 +345,13 @@ def test_earlier_preset_versions_load_by_name_and_stay_as_they_were():
     assert config_source("atari-small@3")["lr_constant_frames"] == 11_447_040
     assert config_source("atari-small@3")["entropy_cost"] == 0.0006
     assert config_source("atari-small@4")["entropy_cost"] == 0.003
-    with pytest.raises(ValueError, match=r"no version '99'; versions: atari-small@1, .*atari-small@4"):
+    assert config_source("atari-small@4")["lr_constant_frames"] == 11_447_040
+    # version 5, the comparison grid's recipe (docs/notebook/atari-small-5.md)
+    grid = config_source("atari-small@5")
+    assert (grid["lr_constant_frames"], grid["grad_norm_clip"], grid["precision"]) == (10_000_000, 40.0, "bf16")
+    assert {k: v for k, v in grid.items() if k not in ("lr_constant_frames", "grad_norm_clip", "precision", "preset")} \
+        == {k: v for k, v in config_source("atari-small@4").items() if k not in ("lr_constant_frames", "preset")}
+    with pytest.raises(ValueError, match=r"no version '99'; versions: atari-small@1, .*atari-small@5"):
         config_source("atari-small@99")
 
 
